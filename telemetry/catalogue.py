@@ -13,7 +13,7 @@ thresholds. They are deliberately wide (a dust storm can push PM10 past
 
 >>> spec = metric_spec(Kind.POLLUTION, "pm2_5")
 >>> spec.unit, spec.low, spec.high
-('µg/m³', 0.0, 2000.0)
+('µg/m³', 0, 2000)
 >>> spec.range_problem(12.5, interval_s=None) is None
 True
 >>> spec.range_problem(-3.0, interval_s=None)

@@ -1,0 +1,89 @@
+"""The wire contract every part of urbansense shares.
+
+Gateways, simulators, the bridge and the stream all speak through these names:
+
+* the metric catalogue — :class:`Kind`, :class:`MetricSpec`, :data:`CATALOGUE`:
+  for each kind of sensor its metrics, units and physically valid ranges;
+* the messages — :class:`Reading`, :class:`Batch` (a gateway's envelope),
+  :class:`GatewayStatus` and :class:`Alert`, as strict pydantic models;
+* the topic scheme — ``urbansense/v1/<gateway_id>/readings`` and friends;
+* the codec — JSON with size limits, giving a valid message or a
+  :class:`DecodeError` whose problems name the reason, the field and the value;
+* ids — one rule for every id that reaches a topic or a tag.
+
+This package imports pydantic and the standard library only, so it runs on a
+gateway as well as in the stream cluster.
+"""
+
+from telemetry.catalogue import CATALOGUE, Kind, MetricSpec, Semantics, all_metrics, metric_spec
+from telemetry.codec import Codec, CodecLimits, DecodeError, Problem, RejectReason
+from telemetry.errors import InvalidIdError, TelemetryError, TopicError, UnknownMetricError
+from telemetry.ids import MAX_ID_LENGTH, Identifier, check_id, id_problem
+from telemetry.models import (
+    MAX_READINGS_PER_BATCH,
+    SCHEMA_VERSION,
+    Alert,
+    AlertState,
+    AlertSubject,
+    Batch,
+    GatewayState,
+    GatewayStatus,
+    QualityFlag,
+    Reading,
+    Severity,
+    alert_fingerprint,
+)
+from telemetry.topics import (
+    Channel,
+    Topic,
+    alert_topic,
+    alerts_filter,
+    parse_topic,
+    readings_filter,
+    readings_topic,
+    status_filter,
+    status_topic,
+)
+
+__all__ = [
+    "CATALOGUE",
+    "MAX_ID_LENGTH",
+    "MAX_READINGS_PER_BATCH",
+    "SCHEMA_VERSION",
+    "Alert",
+    "AlertState",
+    "AlertSubject",
+    "Batch",
+    "Channel",
+    "Codec",
+    "CodecLimits",
+    "DecodeError",
+    "GatewayState",
+    "GatewayStatus",
+    "Identifier",
+    "InvalidIdError",
+    "Kind",
+    "MetricSpec",
+    "Problem",
+    "QualityFlag",
+    "Reading",
+    "RejectReason",
+    "Semantics",
+    "Severity",
+    "TelemetryError",
+    "Topic",
+    "TopicError",
+    "UnknownMetricError",
+    "alert_fingerprint",
+    "alert_topic",
+    "alerts_filter",
+    "all_metrics",
+    "check_id",
+    "id_problem",
+    "metric_spec",
+    "parse_topic",
+    "readings_filter",
+    "readings_topic",
+    "status_filter",
+    "status_topic",
+]
