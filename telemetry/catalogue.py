@@ -138,35 +138,58 @@ CATALOGUE: Mapping[Kind, Mapping[str, MetricSpec]] = MappingProxyType(
             MetricSpec(_A, "wind_speed_ms", "m/s", 0, 100, _G, "mean wind speed"),
         ),
         Kind.ENERGY: _specs(
-            MetricSpec(
-                _E, "power_w", "W", -1e8, 1e8, _G, "active power; negative when exporting"
-            ),
-            MetricSpec(
-                _E, "energy_kwh", "kWh", 0, 1e12, _C, "cumulative imported active energy"
-            ),
+            MetricSpec(_E, "power_w", "W", -1e8, 1e8, _G, "active power; negative when exporting"),
+            MetricSpec(_E, "energy_kwh", "kWh", 0, 1e12, _C, "cumulative imported active energy"),
             MetricSpec(_E, "voltage_v", "V", 0, 1000, _G, "RMS voltage"),
             MetricSpec(_E, "current_a", "A", 0, 10000, _G, "RMS current"),
             MetricSpec(_E, "power_factor", "1", -1, 1, _G, "power factor"),
         ),
         Kind.TRAFFIC: _specs(
             MetricSpec(
-                _T, "vehicle_count", "vehicles", 0, 1e6, _I, "vehicles over the interval, one lane",
-                integer=True, max_rate_per_s=1.0,
+                _T,
+                "vehicle_count",
+                "vehicles",
+                0,
+                1e6,
+                _I,
+                "vehicles over the interval, one lane",
+                integer=True,
+                max_rate_per_s=1.0,
             ),
             MetricSpec(_T, "mean_speed_kmh", "km/h", 0, 250, _G, "mean spot speed, one lane"),
             MetricSpec(_T, "occupancy_pct", "%", 0, 100, _G, "time the detector was occupied"),
         ),
         Kind.CROWD: _specs(
             MetricSpec(
-                _W, "entries", "persons", 0, 1e7, _I, "visitors entering through the gate",
-                integer=True, max_rate_per_s=20.0,
+                _W,
+                "entries",
+                "persons",
+                0,
+                1e7,
+                _I,
+                "visitors entering through the gate",
+                integer=True,
+                max_rate_per_s=20.0,
             ),
             MetricSpec(
-                _W, "exits", "persons", 0, 1e7, _I, "visitors leaving through the gate",
-                integer=True, max_rate_per_s=20.0,
+                _W,
+                "exits",
+                "persons",
+                0,
+                1e7,
+                _I,
+                "visitors leaving through the gate",
+                integer=True,
+                max_rate_per_s=20.0,
             ),
             MetricSpec(
-                _W, "count_in_view", "persons", 0, 1e6, _G, "people a camera counter sees now",
+                _W,
+                "count_in_view",
+                "persons",
+                0,
+                1e6,
+                _G,
+                "people a camera counter sees now",
                 integer=True,
             ),
         ),
@@ -181,7 +204,7 @@ def metric_spec(kind: Kind | str, metric: str) -> MetricSpec:
     >>> metric_spec("traffic", "speed")
     Traceback (most recent call last):
     ...
-    telemetry.errors.UnknownMetricError: traffic has no metric 'speed'; known: vehicle_count, mean_speed_kmh, occupancy_pct
+    telemetry.errors.UnknownMetricError: traffic has no metric 'speed'; known: vehicle_count, ...
     """
     try:
         metrics = CATALOGUE[Kind(kind)]

@@ -19,10 +19,11 @@ payload size limit and the largest clock skew into the future, both set by
 >>> batch.readings[0].ts.isoformat(), batch.readings[0].metrics
 ('2026-11-22T08:00:00+00:00', {'pm2_5': 35.0})
 >>> codec.decode_batch(b'{"gateway_id": "gw-1", "readings": [{"sensor_id": "aq-1",'
-...     b' "kind": "pollution", "ts": "2026-11-22T08:00:00Z", "seq": 1, "metrics": {"pm2_5": NaN}}]}')
+...     b' "kind": "pollution", "ts": "2026-11-22T08:00:00Z", "seq": 1,'
+...     b' "metrics": {"pm2_5": NaN}}]}')
 Traceback (most recent call last):
 ...
-telemetry.codec.DecodeError: not_finite at readings.0.metrics.pm2_5 (value nan): Input should be a finite number
+telemetry.codec.DecodeError: not_finite at readings.0.metrics.pm2_5 (value nan): Input should...
 """
 
 from __future__ import annotations
@@ -156,9 +157,9 @@ class Problem:
         if "field" in ctx:  # a model-level check names the field it is about
             path.append(str(ctx["field"]))
         reason = _reason(error)
-        value = "" if reason is RejectReason.MISSING_FIELD else _short(ctx.get("value", error["input"]))
-        if reason in (RejectReason.MALFORMED_JSON, RejectReason.MISSING_FIELD):
-            path = path if error["loc"] else []
+        value = (
+            "" if reason is RejectReason.MISSING_FIELD else _short(ctx.get("value", error["input"]))
+        )
         return cls(reason, ".".join(path), value, error["msg"])
 
 
@@ -288,14 +289,14 @@ class Codec:
                 ]
             )
 
-    def _decode(self, model: type[M], payload: bytes) -> M:
+    def _decode(self, model: type[M], payload: object) -> M:
         if not isinstance(payload, bytes | bytearray | memoryview):
             msg = f"payload must be bytes, got {type(payload).__name__}"
             raise TypeError(msg)
-        payload = bytes(payload)
-        self._check_size(payload)
+        data = bytes(payload)
+        self._check_size(data)
         try:
-            return model.model_validate_json(payload)
+            return model.model_validate_json(data)
         except ValidationError as error:
             raise DecodeError(Problem.from_pydantic(e) for e in _root_causes(error)) from None
 
@@ -304,5 +305,7 @@ def _root_causes(error: ValidationError) -> list[ErrorDetails]:
     """Pydantic's errors less the echoes: a list left too short because its items failed."""
     errors = error.errors()
     has_failures_inside = {e["loc"][:n] for e in errors for n in range(len(e["loc"]))}
-    causes = [e for e in errors if not (e["type"] == "too_short" and e["loc"] in has_failures_inside)]
+    causes = [
+        e for e in errors if not (e["type"] == "too_short" and e["loc"] in has_failures_inside)
+    ]
     return causes or errors

@@ -10,7 +10,7 @@ a letter or digit. That keeps them safe inside MQTT topics (no ``+``, ``#``,
 >>> check_id("gw/01", "gateway id")
 Traceback (most recent call last):
 ...
-telemetry.errors.InvalidIdError: invalid gateway id 'gw/01': contains '/', which MQTT reserves as the topic level separator
+telemetry.errors.InvalidIdError: invalid gateway id 'gw/01': contains '/', which MQTT reserves...
 """
 
 from __future__ import annotations
@@ -51,9 +51,7 @@ def id_problem(value: str) -> str | None:
     if len(value) > MAX_ID_LENGTH:
         return f"is {len(value)} characters long, more than the {MAX_ID_LENGTH} allowed"
     if not _ID_RE.fullmatch(value):
-        return (
-            "must start with a letter or digit and hold only ASCII letters, digits and '._:-'"
-        )
+        return "must start with a letter or digit and hold only ASCII letters, digits and '._:-'"
     return None
 
 

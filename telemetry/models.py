@@ -49,7 +49,7 @@ from pydantic_core import PydanticCustomError
 from telemetry.catalogue import CATALOGUE, Kind, Semantics
 from telemetry.ids import Identifier
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 """The version of the batch envelope and status messages this code writes and reads."""
 
 MAX_READINGS_PER_BATCH = 10_000
@@ -287,7 +287,8 @@ class AlertSubject(_Wire):
     def _not_empty(self) -> Self:
         if not self.labels():
             raise PydanticCustomError(
-                "missing", "an alert subject names at least one of {fields}",
+                "missing",
+                "an alert subject names at least one of {fields}",
                 {"fields": ", ".join(type(self).model_fields)},
             )
         return self
@@ -347,7 +348,9 @@ class Alert(_Wire):
     starts_at: UtcDatetime
     ends_at: UtcDatetime | None = None
     labels: Annotated[dict[str, ShortText], Field(max_length=64)] = {}
-    annotations: Annotated[dict[str, Annotated[str, Field(max_length=8192)]], Field(max_length=64)] = {}
+    annotations: Annotated[
+        dict[str, Annotated[str, Field(max_length=8192)]], Field(max_length=64)
+    ] = {}
 
     @classmethod
     def create(cls, *, rule_id: str, subject: AlertSubject, **fields: Any) -> Alert:

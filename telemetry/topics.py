@@ -137,7 +137,7 @@ def parse_topic(topic: str) -> Topic:
         msg = f"topic {topic[:200]!r} is not under {prefix!r}"
         raise TopicError(msg)
     levels = topic[len(prefix) :].split("/")
-    if len(levels) != 2:  # noqa: PLR2004 - <gateway>/<channel> or alerts/<kind>
+    if len(levels) != 2:
         msg = f"topic {topic[:200]!r} should have 2 levels after {prefix!r}, has {len(levels)}"
         raise TopicError(msg)
     first, second = levels
