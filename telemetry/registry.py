@@ -64,18 +64,20 @@ every problem with its file position and YAML path, e.g.
 <Kind.POLLUTION: 'pollution'>
 >>> registry.district_of_sensor("aq-pier-pollution").name_zh
 '湖滨区'
->>> parse_registry('''
+>>> try:
+...     parse_registry('''
 ... version: 1
+... districts:
+...   - {id: lakeside, name: Lakeside}
 ... sites:
 ...   - {id: st-pier, name: Pier, district: lakeside, lat: 30.2598, lon: 120.1628}
-...   - {id: st-pier, name: Pier, district: lakeside, lat: 91, lon: 120.1628}
+...   - {id: st-pier, name: Pier, district: lakside, lat: 91, lon: 120.1628}
 ... ''', source="city.yaml")
-Traceback (most recent call last):
-...
-telemetry.errors.RegistryError: city.yaml:4:41: sites[0].district: unknown district 'lakeside' (none defined)
-city.yaml:5:7: sites[1].id: duplicate site id 'st-pier' (first at sites[0], line 4)
-city.yaml:5:41: sites[1].district: unknown district 'lakeside' (none defined)
-city.yaml:5:56: sites[1].lat: input should be less than or equal to 90
+... except RegistryError as error:
+...     print(error)
+city.yaml:7:10: sites[1].id: duplicate site id 'st-pier' (first at sites[0], line 6)
+city.yaml:7:41: sites[1].district: unknown district 'lakside' (did you mean 'lakeside'?)
+city.yaml:7:55: sites[1].lat: input should be less than or equal to 90
 """
 
 from __future__ import annotations
