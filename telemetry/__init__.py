@@ -9,7 +9,10 @@ Gateways, simulators, the bridge and the stream all speak through these names:
 * the topic scheme — ``urbansense/v1/<gateway_id>/readings`` and friends;
 * the codec — JSON with size limits, giving a valid message or a
   :class:`DecodeError` whose problems name the reason, the field and the value;
-* ids — one rule for every id that reaches a topic or a tag.
+* ids — one rule for every id that reaches a topic or a tag;
+* the site registry — :class:`Registry`, loaded from YAML by
+  :func:`load_registry`: districts, sites, gateways, sensors, scenic areas,
+  road segments and buildings, with every problem reported at its line.
 
 This package imports pydantic and the standard library only, so it runs on a
 gateway as well as in the stream cluster.
@@ -17,7 +20,15 @@ gateway as well as in the stream cluster.
 
 from telemetry.catalogue import CATALOGUE, Kind, MetricSpec, Semantics, all_metrics, metric_spec
 from telemetry.codec import Codec, CodecLimits, DecodeError, Problem, RejectReason
-from telemetry.errors import InvalidIdError, TelemetryError, TopicError, UnknownMetricError
+from telemetry.errors import (
+    InvalidIdError,
+    RegistryError,
+    RegistryProblem,
+    TelemetryError,
+    TopicError,
+    UnknownIdError,
+    UnknownMetricError,
+)
 from telemetry.ids import MAX_ID_LENGTH, Identifier, check_id, id_problem
 from telemetry.models import (
     MAX_READINGS_PER_BATCH,
@@ -32,6 +43,12 @@ from telemetry.models import (
     Reading,
     Severity,
     alert_fingerprint,
+)
+from telemetry.registry import (
+    Registry,
+    load_example_registry,
+    load_registry,
+    parse_registry,
 )
 from telemetry.topics import (
     Channel,
@@ -67,12 +84,16 @@ __all__ = [
     "Problem",
     "QualityFlag",
     "Reading",
+    "Registry",
+    "RegistryError",
+    "RegistryProblem",
     "RejectReason",
     "Semantics",
     "Severity",
     "TelemetryError",
     "Topic",
     "TopicError",
+    "UnknownIdError",
     "UnknownMetricError",
     "alert_fingerprint",
     "alert_topic",
@@ -80,7 +101,10 @@ __all__ = [
     "all_metrics",
     "check_id",
     "id_problem",
+    "load_example_registry",
+    "load_registry",
     "metric_spec",
+    "parse_registry",
     "parse_topic",
     "readings_filter",
     "readings_topic",

@@ -77,7 +77,7 @@ every problem with its file position and YAML path, e.g.
 ...     print(error)
 city.yaml:7:10: sites[1].id: duplicate site id 'st-pier' (first at sites[0], line 6)
 city.yaml:7:41: sites[1].district: unknown district 'lakside' (did you mean 'lakeside'?)
-city.yaml:7:55: sites[1].lat: input should be less than or equal to 90
+city.yaml:7:55: sites[1].lat: 91 should be less than or equal to 90
 """
 
 from __future__ import annotations
@@ -686,8 +686,9 @@ def _read_yaml(text: str, source: str) -> tuple[Node | None, object, list[Regist
 
 def _syntax_problem(exc: yaml.MarkedYAMLError, source: str) -> RegistryProblem:
     mark = exc.problem_mark or exc.context_mark
-    message = f"invalid YAML: {exc.problem or exc.context or 'syntax error'}"
-    if exc.context and exc.problem:
+    problem = (exc.problem or "").removeprefix("but ")
+    message = f"invalid YAML: {problem or exc.context or 'syntax error'}"
+    if exc.context and problem:
         started = f" at line {exc.context_mark.line + 1}" if exc.context_mark else ""
         message += f" ({exc.context}{started})"
     return RegistryProblem(
@@ -855,9 +856,13 @@ def _model_at(loc: _Loc) -> type[BaseModel] | None:
 
 def _pydantic_findings(error: ValidationError, locator: _Locator) -> list[_Finding]:
     findings: list[_Finding] = []
-    for detail in error.errors(include_url=False):
+    details = error.errors(include_url=False)
+    failed_within = {tuple(d["loc"][:n]) for d in details for n in range(len(d["loc"]))}
+    for detail in details:
         loc: _Loc = tuple(detail["loc"])
         kind, value = detail["type"], detail["input"]
+        if kind == "too_short" and loc in failed_within:
+            continue  # pydantic counts only the items that validated; the items' errors say why
         ctx = detail.get("ctx") or {}
         at_key = False
         if kind == "missing":
@@ -884,6 +889,8 @@ def _pydantic_findings(error: ValidationError, locator: _Locator) -> list[_Findi
             message = f"needs {least} {bound} items, has {ctx['actual_length']}"
         elif kind == "enum" and "expected" in ctx:
             message = f"{value!r} is not one of {ctx['expected']}"
+        elif detail["msg"].startswith("Input should") and isinstance(value, str | int | float):
+            message = f"{value!r} should{detail['msg'].removeprefix('Input should')}"
         else:
             msg = detail["msg"]
             message = msg[:1].lower() + msg[1:]
@@ -1125,7 +1132,8 @@ class _CrossCheck:
         for key, owner in _BINDING_KEYS.items():
             present = sensor.get(key) is not None
             if owner == kind and not present:
-                self.add(loc, f"a {kind} sensor needs {key!r} ({_BINDING_MEANING[key]})")
+                article = "an" if kind[0] in "aeiou" else "a"
+                self.add(loc, f"{article} {kind} sensor needs {key!r} ({_BINDING_MEANING[key]})")
             elif owner != kind and present:
                 self.add(
                     (*loc, key),
@@ -1199,7 +1207,7 @@ class _CrossCheck:
     ) -> None:
         building_id = _text(sensor, "building")
         self.reference((*loc, "building"), building_id, buildings, "building")
-        if building_id is None or building_id not in buildings:
+        if building_id is None or building_id not in buildings or sensor.get("kind") != Kind.ENERGY:
             return
         site, building_site = _text(sensor, "site"), _text(buildings[building_id].item, "site")
         if site is not None and building_site is not None and site != building_site:
