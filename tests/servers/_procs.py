@@ -210,14 +210,18 @@ def log_probe(path: Path, marker: str) -> Probe:
     return probe
 
 
+_PR_SET_PDEATHSIG = 1
+# Loaded in the parent, so that the child does as little as possible between fork and exec.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
 def _die_with_parent() -> None:
     """Ask Linux to SIGTERM this (child) process when its parent dies (PR_SET_PDEATHSIG).
 
     Runs in the child between fork and exec, so that a killed test run leaks no server.
     """
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 @dataclass
@@ -278,7 +282,7 @@ class ManagedProcess:
                 stderr=subprocess.STDOUT,
                 cwd=self.cwd,
                 env=None if self.env is None else dict(self.env),
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=_die_with_parent,
             )
         try:
             self._wait_ready()
@@ -327,7 +331,9 @@ class ManagedProcess:
                 proc.kill()
                 proc.wait(timeout=self.stop_timeout)
         with self.log_path.open("ab") as log:
-            log.write(f"--- urbansense test: {self.name} exited with code {proc.returncode}\n".encode())
+            log.write(
+                f"--- urbansense test: {self.name} exited with code {proc.returncode}\n".encode()
+            )
 
     def restart(self) -> None:
         """Stop the process gracefully, then start it again with the same command."""

@@ -1,0 +1,67 @@
+"""Fixtures that run real servers (see tests/servers) for the tests marked ``servers``.
+
+The brokers and databases are session-scoped: each starts once, on demand, and the tests
+that share one isolate themselves by unique topic, database and measurement names.
+``private_mosquitto`` is a per-test broker for tests that restart it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+import pytest
+
+from tests.servers.influxdb1 import InfluxDB1Server
+from tests.servers.mosquitto import MosquittoServer
+from tests.servers.tansu import TansuServer
+from tests.servers.victoria_metrics import VictoriaMetricsServer
+
+
+class _Server(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+ServerT = TypeVar("ServerT", bound=_Server)
+
+
+def _running(server: ServerT) -> Iterator[ServerT]:
+    """Start ``server``, yield it, and stop it afterwards whatever the test did."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
+    """A Mosquitto broker running the shipped config, shared by the whole session."""
+    yield from _running(MosquittoServer.create(tmp_path_factory.mktemp("mosquitto")))
+
+
+@pytest.fixture
+def private_mosquitto(tmp_path: Path) -> Iterator[MosquittoServer]:
+    """A Mosquitto broker running the shipped config, for one test only (it may restart it)."""
+    yield from _running(MosquittoServer.create(tmp_path / "mosquitto"))
+
+
+@pytest.fixture(scope="session")
+def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuServer]:
+    """A Tansu Kafka-protocol broker with in-memory storage, shared by the whole session."""
+    yield from _running(TansuServer.create(tmp_path_factory.mktemp("tansu")))
+
+
+@pytest.fixture(scope="session")
+def victoria_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetricsServer]:
+    """A VictoriaMetrics server, shared by the whole session."""
+    yield from _running(VictoriaMetricsServer.create(tmp_path_factory.mktemp("victoria-metrics")))
+
+
+@pytest.fixture(scope="session")
+def influxdb1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB1Server]:
+    """An InfluxDB 1.x server, shared by the whole session."""
+    yield from _running(InfluxDB1Server.create(tmp_path_factory.mktemp("influxdb1")))
