@@ -12,11 +12,17 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 import pytest
+from hypothesis import settings
 
 from tests.servers.influxdb1 import InfluxDB1Server
 from tests.servers.mosquitto import MosquittoServer
 from tests.servers.tansu import TansuServer
 from tests.servers.victoria_metrics import VictoriaMetricsServer
+
+# Property tests check behaviour, not speed: no per-example deadline, which a busy
+# CI machine would otherwise turn into flaky failures.
+settings.register_profile("urbansense", deadline=None, print_blob=True)
+settings.load_profile("urbansense")
 
 
 class _Server(Protocol):

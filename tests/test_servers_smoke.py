@@ -33,7 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from tests.servers._procs import log_tail
+from tests.servers._procs import log_tail, require_binary
 from tests.servers.faust_echo import ECHO_PREFIX
 from tests.servers.influxdb1 import InfluxDB1Server
 from tests.servers.mosquitto import SHIPPED_CONFIG, MosquittoServer
@@ -389,3 +389,11 @@ def test_influxdb1_write_then_influxql_select(influxdb1: InfluxDB1Server) -> Non
             "values": [[at, 35.5, "aq-lakeside-01"]],
         }
     ]
+
+
+def test_a_missing_server_binary_fails_naming_its_debian_package() -> None:
+    with pytest.raises(
+        pytest.fail.Exception,
+        match="no-such-broker not found: install the Debian package 'no-such-package'",
+    ):
+        require_binary("no-such-broker", "no-such-package")
