@@ -93,6 +93,33 @@ class QualityFlag(StrEnum):
     """Sent late from the gateway's store-and-forward buffer after an outage."""
 
 
+class MetricStats(_Wire):
+    """How a pre-aggregated gauge varied over the reading's interval.
+
+    An edge agent that samples every few seconds and publishes once a minute
+    sends the mean as the metric's value and the spread here.
+
+    Attributes:
+        min: the lowest sample.
+        max: the highest sample.
+        count: how many samples the value summarises.
+    """
+
+    min: float
+    max: float
+    count: Annotated[int, Field(ge=1)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.min > self.max:
+            raise PydanticCustomError(
+                "invalid_value",
+                "min {min} is above max {max}",
+                {"min": self.min, "max": self.max, "field": "min", "value": self.min},
+            )
+        return self
+
+
 class Reading(_Wire):
     """One sensor's values at one event time.
 
@@ -108,6 +135,8 @@ class Reading(_Wire):
         interval_s: the length of time the values cover. Required when a
             metric is an interval count (vehicles, entries, exits).
         quality: optional quality flags.
+        stats: for pre-aggregated gauges, the min, max and sample count behind
+            each metric's value (the mean); only for metrics in ``metrics``.
     """
 
     sensor_id: Identifier
@@ -118,6 +147,7 @@ class Reading(_Wire):
     interval_s: Annotated[float, Field(gt=0, le=86_400)] | None = None
     metrics: Annotated[dict[str, float], Field(min_length=1, max_length=64)]
     quality: frozenset[QualityFlag] = frozenset()
+    stats: Annotated[dict[str, MetricStats], Field(max_length=64)] = {}
 
     @field_validator("metrics")
     @classmethod
@@ -171,6 +201,30 @@ class Reading(_Wire):
                     "missing_interval",
                     "interval_s is required with interval counts ({metrics})",
                     {"metrics": ", ".join(counts), "field": "interval_s", "value": None},
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _stats_bracket_their_metric(self) -> Self:
+        for name, stats in self.stats.items():
+            value = self.metrics.get(name)
+            if value is None:
+                raise PydanticCustomError(
+                    "unknown_metric",
+                    "stats given for '{metric}', which is not among the reading's metrics",
+                    {"metric": name, "field": f"stats.{name}", "value": name},
+                )
+            if not stats.min <= value <= stats.max:
+                raise PydanticCustomError(
+                    "invalid_value",
+                    "{metric} = {value} lies outside its own min {min} and max {max}",
+                    {
+                        "metric": name,
+                        "value": value,
+                        "min": stats.min,
+                        "max": stats.max,
+                        "field": f"stats.{name}",
+                    },
                 )
         return self
 

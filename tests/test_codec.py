@@ -18,6 +18,7 @@ from telemetry import (
     CodecLimits,
     DecodeError,
     Kind,
+    MetricStats,
     Reading,
     RejectReason,
     Semantics,
@@ -265,6 +266,27 @@ CASES: list[tuple[str, bytes, RejectReason, str, str]] = [
         "gateway_id",
         "ggg",
     ),
+    (
+        "stats not bracketing the mean",
+        dumps(batch(reading(stats={"pm2_5": {"min": 36, "max": 40, "count": 12}}))),
+        RejectReason.INVALID_VALUE,
+        "readings.0.stats.pm2_5",
+        "35.0",
+    ),
+    (
+        "stats min above max",
+        dumps(batch(reading(stats={"pm2_5": {"min": 41, "max": 30, "count": 2}}))),
+        RejectReason.INVALID_VALUE,
+        "readings.0.stats.pm2_5.min",
+        "41",
+    ),
+    (
+        "stats of an absent metric",
+        dumps(batch(reading(stats={"no2": {"min": 1, "max": 2, "count": 1}}))),
+        RejectReason.UNKNOWN_METRIC,
+        "readings.0.stats.no2",
+        "'no2'",
+    ),
     ("no readings", dumps(batch(readings=[])), RejectReason.INVALID_VALUE, "readings", "[]"),
     (
         "unknown quality flag",
@@ -384,7 +406,17 @@ def readings(draw: st.DrawFn, sensor_id: str, seq: int) -> Reading:
         else:
             metrics[name] = draw(st.floats(low, high, allow_nan=False, allow_infinity=False))
     counts = any(specs[n].semantics is Semantics.INTERVAL_COUNT for n in names)
+    stats = {
+        name: MetricStats(
+            min=draw(st.floats(specs[name].low, value, allow_nan=False)),
+            max=draw(st.floats(value, specs[name].high, allow_nan=False)),
+            count=draw(st.integers(1, 720)),
+        )
+        for name, value in metrics.items()
+        if specs[name].semantics is Semantics.GAUGE and draw(st.booleans())
+    }
     return Reading(
+        stats=stats,
         sensor_id=sensor_id,
         kind=kind,
         ts=draw(times),
