@@ -1,0 +1,1 @@
+"""Sample configuration files that ship with the edge agent (``agent.toml``)."""
