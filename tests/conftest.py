@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import pytest
 from hypothesis import settings
 
+from tests.servers._procs import Server
 from tests.servers.influxdb1 import InfluxDB1Server
 from tests.servers.mosquitto import MosquittoServer
 from tests.servers.tansu import TansuServer
@@ -25,13 +26,7 @@ settings.register_profile("urbansense", deadline=None, print_blob=True)
 settings.load_profile("urbansense")
 
 
-class _Server(Protocol):
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-
-ServerT = TypeVar("ServerT", bound=_Server)
+ServerT = TypeVar("ServerT", bound=Server)
 
 
 def _running(server: ServerT) -> Iterator[ServerT]:

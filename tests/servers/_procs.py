@@ -339,3 +339,42 @@ class ManagedProcess:
         """Stop the process gracefully, then start it again with the same command."""
         self.stop()
         self.start()
+
+
+@dataclass
+class Server:
+    """A server the tests run: where it listens, where it keeps its files, and its process.
+
+    Each kind of server subclasses this with a ``create(root)`` that prepares it
+    (configuration, ports) without starting it, and may add fields of its own.
+
+    Attributes:
+        host: The address it listens on.
+        port: Its main port.
+        data_dir: The directory holding its data.
+        log_path: Its log file.
+        process: The managed process.
+    """
+
+    host: str
+    port: int
+    data_dir: Path
+    log_path: Path
+    process: ManagedProcess
+
+    def start(self) -> None:
+        """Start the server and wait until its readiness probe succeeds."""
+        self.process.start()
+
+    def stop(self) -> None:
+        """Stop the server: SIGTERM, then SIGKILL if it does not exit in time."""
+        self.process.stop()
+
+    def restart(self) -> None:
+        """Stop the server gracefully and start it again on the same port and data."""
+        self.process.restart()
+
+    @property
+    def url(self) -> str:
+        """The base HTTP URL, for servers that speak HTTP."""
+        return f"http://{self.host}:{self.port}"

@@ -11,6 +11,7 @@ from typing import Any
 from tests.servers._procs import (
     LOOPBACK,
     ManagedProcess,
+    Server,
     free_ports,
     http_probe,
     http_request,
@@ -70,7 +71,7 @@ bind-address = "{LOOPBACK}:{rpc_port}"
 
 
 @dataclass
-class InfluxDB1Server:
+class InfluxDB1Server(Server):
     """An InfluxDB 1.x server answering InfluxQL over HTTP on a loopback port.
 
     Attributes:
@@ -83,18 +84,8 @@ class InfluxDB1Server:
         process: The managed process.
     """
 
-    host: str
-    port: int
     rpc_port: int
-    data_dir: Path
     config_path: Path
-    log_path: Path
-    process: ManagedProcess
-
-    @property
-    def url(self) -> str:
-        """The base URL of the HTTP API."""
-        return f"http://{self.host}:{self.port}"
 
     @classmethod
     def create(cls, root: Path) -> InfluxDB1Server:
@@ -122,15 +113,15 @@ class InfluxDB1Server:
             cwd=root,
             start_timeout=30.0,
         )
-        return cls(LOOPBACK, http_port, rpc_port, data_dir, config_path, log_path, process)
-
-    def start(self) -> None:
-        """Start the server and wait until ``GET /ping`` answers 204."""
-        self.process.start()
-
-    def stop(self) -> None:
-        """Stop the server."""
-        self.process.stop()
+        return cls(
+            host=LOOPBACK,
+            port=http_port,
+            data_dir=data_dir,
+            log_path=log_path,
+            process=process,
+            rpc_port=rpc_port,
+            config_path=config_path,
+        )
 
     def query(
         self, influxql: str, *, db: str | None = None, epoch: str | None = None, method: str = "GET"

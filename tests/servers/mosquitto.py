@@ -11,6 +11,7 @@ from tests.servers._procs import (
     LOOPBACK,
     REPO_ROOT,
     ManagedProcess,
+    Server,
     free_port,
     require_binary,
     tcp_probe,
@@ -82,7 +83,7 @@ def fixture_config(shipped: str, *, port: int, persistence_dir: Path, user: str)
 
 
 @dataclass
-class MosquittoServer:
+class MosquittoServer(Server):
     """A Mosquitto broker on a loopback port, with its persistence in a temporary directory.
 
     Attributes:
@@ -94,12 +95,7 @@ class MosquittoServer:
         process: The managed process.
     """
 
-    host: str
-    port: int
-    data_dir: Path
     config_path: Path
-    log_path: Path
-    process: ManagedProcess
 
     @classmethod
     def create(cls, root: Path, shipped_config: Path = SHIPPED_CONFIG) -> MosquittoServer:
@@ -135,16 +131,11 @@ class MosquittoServer:
             cwd=root,
             start_timeout=15.0,
         )
-        return cls(LOOPBACK, port, data_dir, config_path, log_path, process)
-
-    def start(self) -> None:
-        """Start the broker and wait until it accepts connections."""
-        self.process.start()
-
-    def stop(self) -> None:
-        """Stop the broker gracefully; Mosquitto writes its persistence database on exit."""
-        self.process.stop()
-
-    def restart(self) -> None:
-        """Stop the broker gracefully and start it again on the same port and data."""
-        self.process.restart()
+        return cls(
+            host=LOOPBACK,
+            port=port,
+            data_dir=data_dir,
+            log_path=log_path,
+            process=process,
+            config_path=config_path,
+        )

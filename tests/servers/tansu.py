@@ -15,6 +15,7 @@ from tests.servers._procs import (
     REPO_ROOT,
     ManagedProcess,
     Probe,
+    Server,
     free_port,
     log_probe,
 )
@@ -79,7 +80,7 @@ def kafka_metadata_probe(host: str, port: int) -> Probe:
 
 
 @dataclass
-class TansuServer:
+class TansuServer(Server):
     """A Tansu broker with in-memory storage on a loopback port.
 
     Attributes:
@@ -89,12 +90,6 @@ class TansuServer:
         log_path: Its log file.
         process: The managed process.
     """
-
-    host: str
-    port: int
-    data_dir: Path
-    log_path: Path
-    process: ManagedProcess
 
     @property
     def bootstrap_servers(self) -> str:
@@ -137,15 +132,7 @@ class TansuServer:
             cwd=root,
             start_timeout=20.0,
         )
-        return cls(LOOPBACK, port, root, log_path, process)
-
-    def start(self) -> None:
-        """Start the broker and wait until a Kafka client can fetch its metadata."""
-        self.process.start()
-
-    def stop(self) -> None:
-        """Stop the broker; everything it stored is lost."""
-        self.process.stop()
+        return cls(host=LOOPBACK, port=port, data_dir=root, log_path=log_path, process=process)
 
 
 def faust_echo_worker(

@@ -11,6 +11,7 @@ from typing import Any
 from tests.servers._procs import (
     LOOPBACK,
     ManagedProcess,
+    Server,
     free_port,
     http_probe,
     http_request,
@@ -19,7 +20,7 @@ from tests.servers._procs import (
 
 
 @dataclass
-class VictoriaMetricsServer:
+class VictoriaMetricsServer(Server):
     """A single-node VictoriaMetrics with its storage in a temporary directory.
 
     Written InfluxDB points become series named ``measurement_field`` whose labels are
@@ -32,17 +33,6 @@ class VictoriaMetricsServer:
         log_path: Its log file.
         process: The managed process.
     """
-
-    host: str
-    port: int
-    data_dir: Path
-    log_path: Path
-    process: ManagedProcess
-
-    @property
-    def url(self) -> str:
-        """The base URL, e.g. for ``InfluxDBClient(url=...)``."""
-        return f"http://{self.host}:{self.port}"
 
     @classmethod
     def create(cls, root: Path) -> VictoriaMetricsServer:
@@ -80,15 +70,7 @@ class VictoriaMetricsServer:
             cwd=root,
             start_timeout=20.0,
         )
-        return cls(LOOPBACK, port, data_dir, log_path, process)
-
-    def start(self) -> None:
-        """Start the server and wait until ``GET /health`` answers 200."""
-        self.process.start()
-
-    def stop(self) -> None:
-        """Stop the server."""
-        self.process.stop()
+        return cls(host=LOOPBACK, port=port, data_dir=data_dir, log_path=log_path, process=process)
 
     def force_flush(self) -> None:
         """Make recently ingested points searchable now (``/internal/force_flush``).
