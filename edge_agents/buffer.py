@@ -72,6 +72,7 @@ from types import TracebackType
 from typing import Literal, Self
 
 from edge_agents.errors import EdgeAgentError
+from telemetry.codec import to_json
 from telemetry.models import Reading
 
 __all__ = [
@@ -242,10 +243,6 @@ def default_max_bytes(
         )
         raise ValueError(msg)
     return int(readings_per_second * seconds * bytes_per_reading)
-
-
-def _encode(reading: Reading) -> bytes:
-    return reading.model_dump_json(exclude_defaults=True).encode()
 
 
 def _ts_us(ts: datetime) -> int:
@@ -472,7 +469,7 @@ class ReadingBuffer:
         batch = tuple(readings)
         if not batch:
             return PutResult(readings=(), entry_ids=(), dropped=0)
-        rows = [(r.sensor_id, r.seq, _ts_us(r.ts), _encode(r)) for r in batch]
+        rows = [(r.sensor_id, r.seq, _ts_us(r.ts), to_json(r)) for r in batch]
         with self._lock:
             pending: dict[str, int] = {}
             for sensor_id, seq, _, _ in rows:

@@ -19,7 +19,7 @@ gateway as well as in the stream cluster.
 """
 
 from telemetry.catalogue import CATALOGUE, Kind, MetricSpec, Semantics, all_metrics, metric_spec
-from telemetry.codec import Codec, CodecLimits, DecodeError, Problem, RejectReason
+from telemetry.codec import Codec, CodecLimits, DecodeError, Problem, RejectReason, to_json
 from telemetry.errors import (
     InvalidIdError,
     RegistryError,
@@ -112,4 +112,5 @@ __all__ = [
     "readings_topic",
     "status_filter",
     "status_topic",
+    "to_json",
 ]

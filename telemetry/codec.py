@@ -197,6 +197,15 @@ class DecodeError(TelemetryError):
         return self.problems[0].value
 
 
+def to_json(message: BaseModel) -> bytes:
+    """The wire form of any message or part of one: compact UTF-8 JSON, defaults left out.
+
+    The one encoding every side uses, so that a reading stored on its own (in the
+    gateway's queue) is byte for byte what it is inside a batch.
+    """
+    return message.model_dump_json(exclude_defaults=True).encode()
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -271,7 +280,7 @@ class Codec:
         An oversize message is refused here too, so that a gateway never sends
         what every receiver would reject.
         """
-        payload = message.model_dump_json(exclude_defaults=True).encode()
+        payload = to_json(message)
         self._check_size(payload)
         return payload
 
