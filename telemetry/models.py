@@ -74,7 +74,6 @@ class _Wire(BaseModel):
         extra="forbid",
         frozen=True,
         allow_inf_nan=False,
-        ser_json_timedelta="float",
     )
 
 
