@@ -42,6 +42,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 @dataclass(slots=True)
 class _Accumulator:
     semantics: Semantics
+    integer: bool
     count: int = 0
     total: float = 0.0
     low: float = math.inf
@@ -57,7 +58,9 @@ class _Accumulator:
 
     def value(self) -> float:
         if self.semantics is Semantics.GAUGE:
-            return self.total / self.count
+            mean = self.total / self.count
+            # A gauge of whole things (people in view) stays whole: its mean is rounded.
+            return float(round(mean)) if self.integer else mean
         if self.semantics is Semantics.INTERVAL_COUNT:
             return self.total
         return self.last
@@ -125,7 +128,8 @@ class WindowAggregator:
         for name, value in metrics.items():
             accumulator = self._metrics.get(name)
             if accumulator is None:
-                accumulator = self._metrics[name] = _Accumulator(known[name].semantics)
+                spec = known[name]
+                accumulator = self._metrics[name] = _Accumulator(spec.semantics, spec.integer)
             accumulator.add(value)
         self._samples += 1
         return closed

@@ -71,6 +71,10 @@ class BrokerConfig(_Section):
     password: SecretStr | None = None
     tls: TlsConfig | None = None
     keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 60
+    reconnect_min_s: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    """Ceiling of the first reconnect delay; it doubles after each failure."""
+    reconnect_max_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    """Largest reconnect delay ceiling; each delay is drawn at random below the ceiling."""
 
     @field_validator("url")
     @classmethod
@@ -80,6 +84,19 @@ class BrokerConfig(_Section):
             msg = f"must look like mqtt://host:1883 or mqtts://host:8883, got {url!r}"
             raise ValueError(msg)
         return url
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.reconnect_min_s > self.reconnect_max_s:
+            msg = (
+                f"reconnect_min_s {self.reconnect_min_s:g} is above"
+                f" reconnect_max_s {self.reconnect_max_s:g}"
+            )
+            raise ValueError(msg)
+        if self.tls is not None and not self.url.startswith("mqtts://"):
+            msg = f"[broker.tls] is set but the url {self.url!r} is not mqtts://"
+            raise ValueError(msg)
+        return self
 
     @property
     def host(self) -> str:

@@ -290,8 +290,11 @@ class GatewayStatus(_Wire):
         ts: when the status was taken, UTC.
         agent_version: version of the edge agent software.
         buffer_depth: readings waiting in the store-and-forward queue.
-        dropped_total: readings dropped since the agent started because the
-            queue was full.
+        dropped_total: readings the queue dropped because it was full, over the
+            queue's whole life (it survives restarts).
+        sent_total: readings the broker acknowledged since the agent started.
+        sensor_errors_total: failed sensor opens and reads (garbage included)
+            since the agent started.
         uptime_s: seconds since the agent started.
         last_error: the most recent error, if any.
     """
@@ -303,6 +306,8 @@ class GatewayStatus(_Wire):
     agent_version: Annotated[str, Field(min_length=1, max_length=64)]
     buffer_depth: Annotated[int, Field(ge=0)] = 0
     dropped_total: Annotated[int, Field(ge=0)] = 0
+    sent_total: Annotated[int, Field(ge=0)] = 0
+    sensor_errors_total: Annotated[int, Field(ge=0)] = 0
     uptime_s: Annotated[float, Field(ge=0)] = 0.0
     last_error: ShortText | None = None
 
