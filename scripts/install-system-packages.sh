@@ -4,6 +4,7 @@
 #   victoria-metrics  accepts InfluxDB's /api/v2/write, so the sink is tested for real
 #   influxdb          InfluxDB 1.x, answers the InfluxQL queries of the Grafana boards
 #   python3-venv      to create the project's virtual environment
+#   systemd           systemd-analyze verifies the edge agent's unit file
 # Idempotent: does nothing when every program is already there.
 set -eu
 
@@ -11,6 +12,7 @@ missing=""
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$missing mosquitto"
 command -v victoria-metrics >/dev/null 2>&1 || missing="$missing victoria-metrics"
 command -v influxd >/dev/null 2>&1 || missing="$missing influxdb"
+command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 python3 -m venv --help >/dev/null 2>&1 && python3 -c "import ensurepip" >/dev/null 2>&1 || missing="$missing python3-venv"
 
 if [ -z "$missing" ]; then

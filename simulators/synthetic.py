@@ -52,7 +52,7 @@ TYPICAL: dict[str, float] = {
     "voltage_v": 230.0,
     "current_a": 52.0,
     "power_factor": 0.95,
-    "vehicle_count": 0.5,
+    "vehicle_count": 0.2,
     "mean_speed_kmh": 45.0,
     "occupancy_pct": 18.0,
     "entries": 0.2,

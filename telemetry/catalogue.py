@@ -70,8 +70,10 @@ class MetricSpec:
         semantics: gauge, interval count or cumulative counter.
         integer: whether values must be whole numbers (counts).
         max_rate_per_s: for an interval count, the most events per second one
-            sensor can see; the valid range of a reading is then
-            ``[0, max_rate_per_s * interval_s]``.
+            sensor can see, i.e. one event per ``1 / max_rate_per_s`` seconds at
+            the closest; an interval of ``interval_s`` seconds can then hold at
+            most ``max_rate_per_s * interval_s + 1`` events (one at each end of
+            the shortest headways), which is the top of its valid range.
         description: what the metric is, in words.
     """
 
@@ -93,7 +95,7 @@ class MetricSpec:
     def valid_range(self, interval_s: float | None) -> tuple[float, float]:
         """The closed range of valid values for a reading covering ``interval_s`` seconds."""
         if self.max_rate_per_s is not None and interval_s is not None:
-            return self.low, min(self.high, self.max_rate_per_s * interval_s)
+            return self.low, min(self.high, self.max_rate_per_s * interval_s + 1)
         return self.low, self.high
 
     def range_problem(self, value: float, interval_s: float | None) -> str | None:

@@ -101,6 +101,8 @@ class Collector:
     port: int
     gateway_id: str = "gw-test"
     client_id: str = "collector"
+    username: str | None = None
+    password: str | None = None
     arrivals: list[tuple[str, int, bytes]] = field(default_factory=list)
     statuses: list[GatewayStatus] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -114,6 +116,8 @@ class Collector:
             protocol=mqtt.MQTTv5,
         )
         client.reconnect_delay_set(1, 1)
+        if self.username is not None:
+            client.username_pw_set(self.username, self.password)
         client.on_connect = self._on_connect
         client.on_subscribe = lambda *args: self._subscribed.set()
         client.on_message = self._on_message

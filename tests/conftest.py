@@ -2,11 +2,13 @@
 
 The brokers and databases are session-scoped: each starts once, on demand, and the tests
 that share one isolate themselves by unique topic, database and measurement names.
-``private_mosquitto`` is a per-test broker for tests that restart it.
+``private_mosquitto`` is a per-test broker for tests that restart it, and
+``tls_mosquitto`` a per-test broker with a TLS listener and passwords.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -18,6 +20,7 @@ from tests.servers._procs import Server
 from tests.servers.influxdb1 import InfluxDB1Server
 from tests.servers.mosquitto import MosquittoServer
 from tests.servers.tansu import TansuServer
+from tests.servers.tls import TestPki, make_pki
 from tests.servers.victoria_metrics import VictoriaMetricsServer
 
 # Property tests check behaviour, not speed: no per-example deadline, which a busy
@@ -48,6 +51,33 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoSer
 def private_mosquitto(tmp_path: Path) -> Iterator[MosquittoServer]:
     """A Mosquitto broker running the shipped config, for one test only (it may restart it)."""
     yield from _running(MosquittoServer.create(tmp_path / "mosquitto"))
+
+
+TLS_CLIENT = "gw-test"
+"""The client certificate name and the username of the ``tls_mosquitto`` fixture."""
+
+
+@pytest.fixture
+def test_pki(tmp_path: Path) -> TestPki:
+    """A throwaway CA with a broker certificate and the client certificate ``gw-test``."""
+    return make_pki(tmp_path / "pki", client_names=(TLS_CLIENT,))
+
+
+@pytest.fixture
+def tls_mosquitto(tmp_path: Path, test_pki: TestPki) -> Iterator[MosquittoServer]:
+    """A Mosquitto broker for one test, with a TLS listener and password authentication.
+
+    Its ``tls_port`` requires a client certificate issued by ``test_pki`` (its ``pki``),
+    and both listeners require the user ``gw-test`` with the random password in its
+    ``passwords``; anonymous clients are refused.
+    """
+    yield from _running(
+        MosquittoServer.create(
+            tmp_path / "mosquitto",
+            tls=test_pki,
+            passwords={TLS_CLIENT: secrets.token_urlsafe(16)},
+        )
+    )
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from edge_agents.agent import Agent
 from telemetry import GatewayState
@@ -198,3 +199,93 @@ def test_a_full_queue_drops_the_oldest_counts_them_and_keeps_sampling(
     # is the unbroken tail of each sensor's readings.
     assert all(min(arrived) > 0 for arrived in seqs.values()), {k: min(v) for k, v in seqs.items()}
     check_delivery(collector, last, first=1)
+
+
+# ---------------------------------------------------------------- TLS and credentials
+
+
+def _tls_broker_section(broker: MosquittoServer, *, cert: Path, key: Path, password: str) -> str:
+    assert broker.pki is not None
+    return "\n".join(
+        [
+            'username = "gw-test"',
+            f'password = "{password}"',
+            "[broker.tls]",
+            f'ca_file = "{broker.pki.ca_cert}"',
+            f'cert_file = "{cert}"',
+            f'key_file = "{key}"',
+        ]
+    )
+
+
+def test_tls_with_a_client_certificate_and_credentials(
+    tls_mosquitto: MosquittoServer, tmp_path: Path
+) -> None:
+    broker = tls_mosquitto
+    assert broker.pki is not None
+    client = broker.pki.client("gw-test")
+    password = broker.passwords["gw-test"]
+    config = agent_config(
+        tmp_path / "queue.db",
+        f"mqtts://127.0.0.1:{broker.tls_port}",
+        extra_broker=_tls_broker_section(
+            broker, cert=client.cert, key=client.key, password=password
+        ),
+    )
+    with collecting(broker.host, broker.port, username="gw-test", password=password) as collector:
+        agent = Agent(config)
+        agent.start()
+        try:
+            wait_until(lambda: collector.count() >= 10, 20, "readings over TLS")
+        finally:
+            agent.stop()
+    assert agent.publisher is not None
+    assert agent.publisher.stats.connects == 1
+    assert agent.publisher.stats.last_error is None
+
+
+@pytest.mark.parametrize("fault", ["broken certificate", "untrusted certificate", "wrong password"])
+def test_a_refused_connection_is_logged_clearly_and_retried_with_backoff(
+    tls_mosquitto: MosquittoServer, tmp_path: Path, fault: str
+) -> None:
+    broker = tls_mosquitto
+    assert broker.pki is not None
+    pki = broker.pki
+    cert, key = pki.client("gw-test").cert, pki.client("gw-test").key
+    password = broker.passwords["gw-test"]
+    expected = {
+        "broken certificate": "cannot load TLS files",
+        "untrusted certificate": "connection closed before CONNACK",
+        "wrong password": "broker refused the connection: Not authorized",
+    }[fault]
+    if fault == "broken certificate":
+        cert = pki.broken_cert
+    elif fault == "untrusted certificate":
+        cert, key = pki.rogue.cert, pki.rogue.key
+    else:
+        password = "not-" + password
+    config = agent_config(
+        tmp_path / "queue.db",
+        f"mqtts://127.0.0.1:{broker.tls_port}",
+        extra_broker=_tls_broker_section(broker, cert=cert, key=key, password=password),
+    )
+    with capture_logs() as logs:
+        agent = Agent(config)
+        agent.start()
+        try:
+            assert agent.publisher is not None
+            publisher = agent.publisher
+            wait_until(lambda: publisher.backoff.failures >= 3, 20, "three failed attempts")
+            assert publisher.is_alive()
+            assert agent.healthy()
+            # Sampling goes on into the queue while the broker refuses the gateway.
+            wait_until(lambda: agent.buffer is not None and agent.buffer.depth() > 0, 10, "queue")
+        finally:
+            agent.stop()
+    errors = [entry for entry in logs if entry["log_level"] == "error"]
+    assert errors, logs
+    assert all(expected in entry["event"] for entry in errors), [e["event"] for e in errors]
+    # Failures are counted and the attempts spaced out, not a tight loop.
+    assert [entry["failures"] for entry in errors[:3]] == [0, 1, 2]
+    assert len(errors) < 20
+    assert publisher.stats.connects == 0

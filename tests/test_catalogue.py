@@ -55,9 +55,9 @@ def test_counters_are_cumulative_and_counts_per_interval() -> None:
 
 def test_interval_counts_scale_their_range_with_the_interval() -> None:
     spec = metric_spec(Kind.TRAFFIC, "vehicle_count")
-    assert spec.valid_range(60.0) == (0, 60.0)
-    assert spec.range_problem(61, interval_s=60.0) is not None
-    assert spec.range_problem(60, interval_s=60.0) is None
+    assert spec.valid_range(60.0) == (0, 61.0)  # one vehicle a second, plus the one at the end
+    assert spec.range_problem(62, interval_s=60.0) is not None
+    assert spec.range_problem(61, interval_s=60.0) is None
 
 
 def test_unknown_lookups_name_what_exists() -> None:

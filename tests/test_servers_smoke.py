@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import ssl
 import threading
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,12 +40,16 @@ from tests.servers.faust_echo import ECHO_PREFIX
 from tests.servers.influxdb1 import InfluxDB1Server
 from tests.servers.mosquitto import SHIPPED_CONFIG, MosquittoServer
 from tests.servers.tansu import TansuServer, faust_echo_worker
+from tests.servers.tls import CertFiles, TestPki
 from tests.servers.victoria_metrics import VictoriaMetricsServer
 
 pytestmark = pytest.mark.servers
 
 TIMEOUT = 20.0
 """The bound on every single wait in these tests, in seconds."""
+
+TLS_USER = "gw-test"
+"""The client certificate and the user of the ``tls_mosquitto`` fixture."""
 
 
 def unique(prefix: str) -> str:
@@ -93,8 +99,12 @@ def mqtt_client(client_id: str, *, persistent: bool) -> mqtt.Client:
     )
 
 
-def connect(client: mqtt.Client, server: MosquittoServer) -> mqtt.ConnectFlags:
-    """Connect, start the network thread, and return the CONNACK flags."""
+def connect(
+    client: mqtt.Client, server: MosquittoServer, *, port: int | None = None
+) -> mqtt.ConnectFlags:
+    """Connect (to ``port``, default the plain listener), start the network thread, and
+    return the CONNACK flags."""
+    port = server.port if port is None else port
     connacks: queue.Queue[tuple[mqtt.ConnectFlags, ReasonCode]] = queue.Queue()
 
     def on_connect(
@@ -107,12 +117,12 @@ def connect(client: mqtt.Client, server: MosquittoServer) -> mqtt.ConnectFlags:
         connacks.put((flags, reason))
 
     client.on_connect = on_connect
-    client.connect(server.host, server.port, keepalive=30)
+    client.connect(server.host, port, keepalive=30)
     client.loop_start()
     try:
         flags, reason = connacks.get(timeout=TIMEOUT)
     except queue.Empty:
-        pytest.fail(f"no CONNACK from {server.host}:{server.port} within {TIMEOUT} s")
+        pytest.fail(f"no CONNACK from {server.host}:{port} within {TIMEOUT} s")
     assert not reason.is_failure, f"CONNACK refused: {reason}"
     return flags
 
@@ -256,6 +266,195 @@ def test_mosquitto_default_queue_limit_would_drop_messages(tmp_path: Path) -> No
     # The publisher had a PUBACK for all QUEUED messages; only the first 1000 survive.
     assert received == [str(i).encode() for i in range(MOSQUITTO_DEFAULT_QUEUE)]
     assert "Outgoing messages are being dropped" in log
+
+
+# ----------------------------------------------------------------- MQTT security
+
+
+def tls_client(
+    server: MosquittoServer, client_id: str, certs: CertFiles, password: str | None
+) -> mqtt.Client:
+    """A client that presents ``certs``, trusts the broker's test CA, and logs in.
+
+    ``password`` is for the user ``gw-test``; None means no username at all.
+    """
+    assert server.pki is not None, "the broker has no TLS listener"
+    client = mqtt_client(client_id, persistent=False)
+    client.tls_set(
+        ca_certs=str(server.pki.ca_cert), certfile=str(certs.cert), keyfile=str(certs.key)
+    )
+    if password is not None:
+        client.username_pw_set(TLS_USER, password)
+    return client
+
+
+@dataclass
+class Refusal:
+    """What a client saw of a connection attempt, up to its first disconnection."""
+
+    connack: ReasonCode | None = None
+    disconnect: ReasonCode | None = None
+    log: list[str] = field(default_factory=list)
+
+
+def attempt(client: mqtt.Client, host: str, port: int) -> Refusal:
+    """Connect and run the client's loop in this thread until it is disconnected.
+
+    No network thread and no automatic reconnection: the first disconnection ends it.
+    """
+    seen = Refusal()
+
+    def on_connect(
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        seen.connack = reason
+
+    def on_disconnect(
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        seen.disconnect = reason
+
+    def on_log(client: mqtt.Client, userdata: Any, level: int, message: str) -> None:
+        seen.log.append(message)
+
+    client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
+    client.on_log = on_log
+    client.connect(host, port, keepalive=30)
+    deadline = time.monotonic() + TIMEOUT
+    while seen.disconnect is None and time.monotonic() < deadline:
+        client.loop(timeout=0.2)
+    if seen.disconnect is None:
+        client.disconnect()
+        pytest.fail(f"{host}:{port} did not close the connection within {TIMEOUT} s: {seen}")
+    return seen
+
+
+ROGUE_CERT_ERRORS = (
+    "failed to receive on socket: [SSL: TLSV1_ALERT_UNKNOWN_CA] tlsv1 alert unknown ca",
+    "failed to receive on socket: EOF occurred in violation of protocol",
+)
+"""What paho logs when the broker drops a client whose certificate it does not trust."""
+
+
+def wait_for_log(server: MosquittoServer, text: str) -> str:
+    """Wait until the server's log contains ``text`` (or the timeout); return the log."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        log = server.log_path.read_text(encoding="utf-8")
+        if text in log or time.monotonic() >= deadline:
+            return log
+        time.sleep(0.05)
+
+
+def test_mosquitto_tls_client_cert_and_password_qos1_round_trip(
+    tls_mosquitto: MosquittoServer,
+) -> None:
+    assert tls_mosquitto.pki is not None
+    assert tls_mosquitto.tls_port is not None
+    certs = tls_mosquitto.pki.client(TLS_USER)
+    password = tls_mosquitto.passwords[TLS_USER]
+    topic = f"urbansense/smoke/{unique('tls')}"
+    inbox = Inbox()
+
+    subscriber = tls_client(tls_mosquitto, unique("subscriber"), certs, password)
+    subscriber.on_message = inbox.on_message
+    connect(subscriber, tls_mosquitto, port=tls_mosquitto.tls_port)
+    try:
+        subscribe(subscriber, topic)
+        publisher = tls_client(tls_mosquitto, unique("publisher"), certs, password)
+        connect(publisher, tls_mosquitto, port=tls_mosquitto.tls_port)
+        try:
+            info = publisher.publish(topic, b'{"pm2_5": 35.0}', qos=1)
+            info.wait_for_publish(timeout=TIMEOUT)
+            assert info.is_published(), f"no PUBACK within {TIMEOUT} s"
+        finally:
+            disconnect(publisher)
+        assert inbox.wait_for(1) == [b'{"pm2_5": 35.0}']
+    finally:
+        disconnect(subscriber)
+    # The broker logs the username each client logged in with.
+    logged_in = f"u'{TLS_USER}'"
+    assert wait_for_log(tls_mosquitto, logged_in).count(logged_in) == 2
+
+
+def test_mosquitto_tls_refuses_a_client_cert_from_an_untrusted_ca(
+    tls_mosquitto: MosquittoServer,
+) -> None:
+    """The broker drops the connection without a CONNACK; ``connect`` itself succeeds.
+
+    With TLS 1.3 the client's handshake is complete once it has sent its certificate,
+    before the broker has checked it, so paho's ``connect`` returns and sends CONNECT.
+    The broker then sends an ``unknown_ca`` alert and closes the socket with the
+    CONNECT unread, which resets the connection: if paho reads before the reset
+    arrives it sees the alert, otherwise the alert is lost and it sees a bare EOF.
+    Either way paho reports the lost connection as "Unspecified error", and the broker
+    logs "certificate verify failed".
+    """
+    assert tls_mosquitto.pki is not None
+    assert tls_mosquitto.tls_port is not None
+    password = tls_mosquitto.passwords[TLS_USER]
+    client = tls_client(tls_mosquitto, unique("rogue"), tls_mosquitto.pki.rogue, password)
+
+    seen = attempt(client, tls_mosquitto.host, tls_mosquitto.tls_port)
+
+    assert seen.connack is None, f"the broker answered the rogue client: {seen.connack}"
+    assert seen.disconnect is not None
+    assert seen.disconnect.getName() == "Unspecified error"  # paho's MQTT_ERR_CONN_LOST
+    errors = [line for line in seen.log if line.startswith(ROGUE_CERT_ERRORS)]
+    assert len(errors) == 1, seen.log
+    verify_failed = "SSL routines::certificate verify failed"
+    assert verify_failed in wait_for_log(tls_mosquitto, verify_failed)
+
+
+def test_mosquitto_refuses_a_wrong_password_with_not_authorized(
+    tls_mosquitto: MosquittoServer,
+) -> None:
+    """Mosquitto 2.0 answers a wrong password with "Not authorized" (MQTT 3.1.1 return
+    code 5), not with "Bad user name or password" (code 4), and then closes."""
+    client = mqtt_client(unique("intruder"), persistent=False)
+    client.username_pw_set(TLS_USER, "not-" + tls_mosquitto.passwords[TLS_USER])
+
+    seen = attempt(client, tls_mosquitto.host, tls_mosquitto.port)
+
+    assert seen.connack is not None, f"no CONNACK before the broker closed: {seen.log}"
+    assert seen.connack.is_failure
+    assert seen.connack.getName() == "Not authorized"
+    assert "Received CONNACK (0, 5)" in seen.log
+
+
+def test_mosquitto_with_passwords_refuses_anonymous_clients(
+    tls_mosquitto: MosquittoServer,
+) -> None:
+    seen = attempt(
+        mqtt_client(unique("anonymous"), persistent=False), tls_mosquitto.host, tls_mosquitto.port
+    )
+
+    assert seen.connack is not None
+    assert seen.connack.getName() == "Not authorized"
+
+
+def test_a_broken_pem_file_makes_tls_set_raise_ssl_error(test_pki: TestPki) -> None:
+    """The broken file is the first half of a certificate; OpenSSL calls it "PEM lib"."""
+    client = mqtt_client(unique("broken"), persistent=False)
+    certs = test_pki.client(TLS_USER)
+    with pytest.raises(ssl.SSLError, match=r"^\[SSL\] PEM lib"):
+        client.tls_set(
+            ca_certs=str(test_pki.ca_cert),
+            certfile=str(test_pki.broken_cert),
+            keyfile=str(certs.key),
+        )
+    client = mqtt_client(unique("broken"), persistent=False)
+    with pytest.raises(ssl.SSLError, match=r"^\[X509\] PEM lib"):
+        client.tls_set(ca_certs=str(test_pki.broken_cert))
 
 
 # ---------------------------------------------------------------------------- Kafka
