@@ -12,8 +12,10 @@ broker:
   refused, certificate file unreadable, CONNACK refused — is logged with its
   cause and retried after an exponential backoff with full jitter
   (:class:`~edge_agents.backoff.Backoff`), which is only reset once a
-  connection has stayed up for :data:`STABLE_AFTER_S`. When the broker refuses
-  MQTT 5 as an unsupported protocol version, the agent falls back to 3.1.1.
+  connection has stayed up for :data:`STABLE_AFTER_S`. Until the first
+  connection succeeds, a failure that a 3.1.1-only broker would cause (a
+  protocol refusal, a closed connection, silence) switches between MQTT 5 and
+  3.1.1 for the next attempt.
 * **Status.** The last will is a retained ``offline``
   :class:`~telemetry.GatewayStatus`; after each CONNACK the agent publishes a
   retained ``online`` status (the birth message), then a heartbeat every
@@ -133,7 +135,16 @@ class PublisherStats:
 
 
 class _ConnectFailed(Exception):
-    """One connection attempt failed; the message says why."""
+    """One connection attempt failed; the message says why.
+
+    ``protocol_suspect`` marks failures an MQTT 3.1.1-only broker would cause when
+    spoken to in MQTT 5: a refusal naming the protocol version, a connection
+    closed before the CONNACK, or no CONNACK at all.
+    """
+
+    def __init__(self, message: str, *, protocol_suspect: bool = False) -> None:
+        super().__init__(message)
+        self.protocol_suspect = protocol_suspect
 
 
 class MqttPublisher(threading.Thread):
@@ -199,6 +210,8 @@ class MqttPublisher(threading.Thread):
                 self._connect(client)
             except _ConnectFailed as failure:
                 self._failed(str(failure))
+                if failure.protocol_suspect:
+                    self._maybe_switch_protocol()
                 self._sleep(self.backoff.next_delay())
                 continue
             connected_at = time.monotonic()
@@ -269,12 +282,26 @@ class MqttPublisher(threading.Thread):
         reason = self._await_connack(client)
         if reason.is_failure:
             client.disconnect()
-            if reason.value in _UNSUPPORTED_PROTOCOL and self._protocol is MqttVersion.V5:
-                self._log.warning("broker refuses MQTT 5; falling back to 3.1.1")
-                self._protocol = MqttVersion.V311
-                self._client = None
             msg = f"broker refused the connection: {reason.getName()}"
-            raise _ConnectFailed(msg)
+            raise _ConnectFailed(msg, protocol_suspect=reason.value in _UNSUPPORTED_PROTOCOL)
+
+    def _maybe_switch_protocol(self) -> None:
+        """Alternate MQTT 5 and 3.1.1 until one connects, if MQTT 5 was asked for.
+
+        Brokers that only speak 3.1.1 answer an MQTT 5 CONNECT in different ways:
+        a refusal, a closed connection, or silence. Until the first connection
+        succeeds, each such failure switches version for the next attempt; once
+        one succeeds, the agent keeps that version.
+        """
+        if self.stats.connects or self.config.broker.protocol is not MqttVersion.V5:
+            return
+        v5 = self._protocol is MqttVersion.V5
+        self._protocol = MqttVersion.V311 if v5 else MqttVersion.V5
+        self._client = None
+        self._log.warning(
+            f"trying MQTT {self._protocol.value} next",
+            after=f"MQTT {'5' if v5 else '3.1.1'} failed",
+        )
 
     def _await_connack(self, client: mqtt.Client) -> ReasonCode:
         deadline = time.monotonic() + CONNACK_TIMEOUT_S
@@ -284,11 +311,11 @@ class MqttPublisher(threading.Thread):
                 return self._connack
             if rc is not MQTTErrorCode.MQTT_ERR_SUCCESS:
                 msg = f"connection closed before CONNACK: {mqtt.error_string(rc)}"
-                raise _ConnectFailed(msg)
+                raise _ConnectFailed(msg, protocol_suspect=True)
             if time.monotonic() > deadline or self._stopping.is_set():
                 client.disconnect()
                 msg = f"no CONNACK within {CONNACK_TIMEOUT_S:g} s"
-                raise _ConnectFailed(msg)
+                raise _ConnectFailed(msg, protocol_suspect=True)
 
     def _on_connect(
         self,

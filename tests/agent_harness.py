@@ -103,6 +103,7 @@ class Collector:
     client_id: str = "collector"
     username: str | None = None
     password: str | None = None
+    protocol: int = mqtt.MQTTv5
     arrivals: list[tuple[str, int, bytes]] = field(default_factory=list)
     statuses: list[GatewayStatus] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -113,7 +114,8 @@ class Collector:
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
-            protocol=mqtt.MQTTv5,
+            protocol=self.protocol,
+            clean_session=None if self.protocol == mqtt.MQTTv5 else False,
         )
         client.reconnect_delay_set(1, 1)
         if self.username is not None:
@@ -124,9 +126,12 @@ class Collector:
         self.client = client
 
     def start(self) -> Collector:
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = 3600
-        self.client.connect(self.host, self.port, clean_start=False, properties=properties)
+        if self.protocol == mqtt.MQTTv5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = 3600
+            self.client.connect(self.host, self.port, clean_start=False, properties=properties)
+        else:
+            self.client.connect(self.host, self.port)
         self.client.loop_start()
         wait_until(self._subscribed.is_set, 10, "the collector's SUBACK")
         return self

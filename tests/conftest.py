@@ -3,7 +3,8 @@
 The brokers and databases are session-scoped: each starts once, on demand, and the tests
 that share one isolate themselves by unique topic, database and measurement names.
 ``private_mosquitto`` is a per-test broker for tests that restart it, and
-``tls_mosquitto`` a per-test broker with a TLS listener and passwords.
+``tls_mosquitto`` a per-test broker with a TLS listener and passwords, and ``amqtt`` a
+per-test MQTT 3.1.1-only broker.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from hypothesis import settings
 
 from tests.servers._procs import Server
+from tests.servers.amqtt import AmqttServer
 from tests.servers.influxdb1 import InfluxDB1Server
 from tests.servers.mosquitto import MosquittoServer
 from tests.servers.tansu import TansuServer
@@ -96,3 +98,9 @@ def victoria_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Victo
 def influxdb1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB1Server]:
     """An InfluxDB 1.x server, shared by the whole session."""
     yield from _running(InfluxDB1Server.create(tmp_path_factory.mktemp("influxdb1")))
+
+
+@pytest.fixture
+def amqtt(tmp_path: Path) -> Iterator[AmqttServer]:
+    """amqtt, a broker that speaks MQTT 3.1.1 only, for one test."""
+    yield from _running(AmqttServer.create(tmp_path / "amqtt"))

@@ -14,10 +14,13 @@ import signal
 import time
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 from structlog.testing import capture_logs
 
+from edge_agents import publisher as publisher_module
 from edge_agents.agent import Agent
+from edge_agents.config import MqttVersion
 from telemetry import GatewayState
 from tests.agent_harness import (
     AgentProcess,
@@ -28,6 +31,7 @@ from tests.agent_harness import (
     last_seqs,
     wait_until,
 )
+from tests.servers.amqtt import AmqttServer
 from tests.servers.mosquitto import MosquittoServer
 
 pytestmark = pytest.mark.servers
@@ -289,3 +293,44 @@ def test_a_refused_connection_is_logged_clearly_and_retried_with_backoff(
     assert [entry["failures"] for entry in errors[:3]] == [0, 1, 2]
     assert len(errors) < 20
     assert publisher.stats.connects == 0
+
+
+# ---------------------------------------------------------------- protocol versions
+
+
+def test_mqtt_5_falls_back_to_3_1_1_on_a_broker_that_speaks_only_3_1_1(
+    amqtt: AmqttServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # amqtt neither refuses nor answers an MQTT 5 CONNECT: the agent waits for the CONNACK,
+    # then tries 3.1.1. A short wait keeps the test quick.
+    monkeypatch.setattr(publisher_module, "CONNACK_TIMEOUT_S", 1.0)
+    queue = tmp_path / "queue.db"
+    config = agent_config(queue, f"mqtt://{amqtt.host}:{amqtt.port}")
+    with collecting(amqtt.host, amqtt.port, protocol=mqtt.MQTTv311) as collector:
+        agent = Agent(config)
+        agent.start()
+        try:
+            wait_until(lambda: collector.count() >= 10, 30, "readings through amqtt")
+        finally:
+            agent.stop()
+    assert agent.publisher is not None
+    assert agent.publisher.stats.protocol is MqttVersion.V311
+    check_delivery(collector, last_seqs(queue))
+
+
+def test_mqtt_3_1_1_when_configured(private_mosquitto: MosquittoServer, tmp_path: Path) -> None:
+    queue = tmp_path / "queue.db"
+    broker = private_mosquitto
+    config = agent_config(
+        queue, f"mqtt://{broker.host}:{broker.port}", extra_broker='protocol = "3.1.1"'
+    )
+    with collecting(broker.host, broker.port) as collector:
+        agent = Agent(config)
+        agent.start()
+        try:
+            wait_until(lambda: collector.count() >= 10, 20, "readings over MQTT 3.1.1")
+        finally:
+            agent.stop()
+    assert agent.publisher is not None
+    assert agent.publisher.stats.protocol is MqttVersion.V311
+    check_delivery(collector, last_seqs(queue))
