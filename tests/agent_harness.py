@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -103,7 +103,7 @@ class Collector:
     client_id: str = "collector"
     username: str | None = None
     password: str | None = None
-    protocol: int = mqtt.MQTTv5
+    protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5
     arrivals: list[tuple[str, int, bytes]] = field(default_factory=list)
     statuses: list[GatewayStatus] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)

@@ -14,8 +14,8 @@ import signal
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import MQTTProtocolVersion
 from structlog.testing import capture_logs
 
 from edge_agents import publisher as publisher_module
@@ -306,7 +306,7 @@ def test_mqtt_5_falls_back_to_3_1_1_on_a_broker_that_speaks_only_3_1_1(
     monkeypatch.setattr(publisher_module, "CONNACK_TIMEOUT_S", 1.0)
     queue = tmp_path / "queue.db"
     config = agent_config(queue, f"mqtt://{amqtt.host}:{amqtt.port}")
-    with collecting(amqtt.host, amqtt.port, protocol=mqtt.MQTTv311) as collector:
+    with collecting(amqtt.host, amqtt.port, protocol=MQTTProtocolVersion.MQTTv311) as collector:
         agent = Agent(config)
         agent.start()
         try:
