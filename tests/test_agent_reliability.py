@@ -48,9 +48,9 @@ def test_readings_and_status_flow_and_a_stop_drains_everything(
         try:
             wait_until(lambda: collector.count() >= 30, 20, "30 readings")
             wait_until(
-                lambda: any(s.state is GatewayState.ONLINE for s in collector.statuses),
-                5,
-                "the birth message",
+                lambda: sum(s.state is GatewayState.ONLINE for s in collector.statuses) >= 3,
+                10,
+                "the birth message and two heartbeats",
             )
         finally:
             agent.stop()
@@ -64,6 +64,10 @@ def test_readings_and_status_flow_and_a_stop_drains_everything(
     assert agent.publisher.stats.protocol.value == "5"
     last = last_seqs(queue)
     check_delivery(collector, last)
+    online = [s for s in collector.statuses if s.state is GatewayState.ONLINE]
+    uptimes = [s.uptime_s for s in online]
+    assert uptimes == sorted(uptimes)
+    assert [s.sent_total for s in online] == sorted(s.sent_total for s in online)
     offline = collector.last_status()
     assert offline is not None
     assert offline.buffer_depth == 0
