@@ -312,6 +312,8 @@ class ReadingBuffer:
         self._size = 0
         self._dropped_total = 0
         self._last_seq: dict[str, int] = {}
+        self._waiting_lock = threading.Lock()
+        self._waiting: list[_Waiting] = []  # samples put while the queue was busy
         self._conn = self._open(busy_timeout_s)
 
     # ------------------------------------------------------------------ open / close
@@ -418,29 +420,73 @@ class ReadingBuffer:
         transaction, so no two readings of a sensor get the same ``seq``, even
         from several threads, and a crash cannot skip or repeat one.
 
+        **Group commit.** Samplers whose windows close at the same moment (they
+        are aligned to the clock) put at the same moment. A thread that finds
+        the queue busy leaves its sample waiting; the next thread to get the
+        lock stores every waiting sample in its own transaction, so fifty
+        sensors pay one fsync instead of fifty. Every call still returns only
+        once its own reading is durable.
+
         Args:
             sensor_id: the sensor sampled.
-            build: makes the reading from its ``seq``. Called with the lock held:
-                it should only build the model from a sample already taken.
+            build: makes the reading from its ``seq``. Called with the lock held,
+                possibly by another thread: it should only build the model from
+                a sample already taken.
 
         Returns:
             The reading stored (``result.reading``), its entry id and how many
             old entries were dropped to make room.
 
         Raises:
-            ValueError: ``build`` returned a reading of another sensor or seq.
+            ValueError: ``build`` raised it (a pydantic ``ValidationError``, say),
+                or returned a reading of another sensor or seq.
             QueueStorageError: the database could not be written.
         """
+        waiting = _Waiting(sensor_id, build)
+        with self._waiting_lock:
+            self._waiting.append(waiting)
         with self._lock:
-            seq = self.next_seq(sensor_id)
-            reading = build(seq)
-            if reading.sensor_id != sensor_id or reading.seq != seq:
-                msg = (
-                    f"build({seq}) for sensor {sensor_id!r} returned sensor"
-                    f" {reading.sensor_id!r} seq {reading.seq}"
+            if not waiting.done:
+                with self._waiting_lock:
+                    group, self._waiting = self._waiting, []
+                self._store_group(group)
+        return waiting.outcome()
+
+    def _store_group(self, group: list[_Waiting]) -> None:
+        """Number, build and store waiting samples in one transaction; with the lock held."""
+        readings: list[Reading] = []
+        stored: list[_Waiting] = []
+        next_seq: dict[str, int] = {}
+        for waiting in group:
+            seq = next_seq.get(waiting.sensor_id, self.next_seq(waiting.sensor_id))
+            try:
+                reading = waiting.build(seq)
+                if reading.sensor_id != waiting.sensor_id or reading.seq != seq:
+                    msg = (
+                        f"build({seq}) for sensor {waiting.sensor_id!r} returned sensor"
+                        f" {reading.sensor_id!r} seq {reading.seq}"
+                    )
+                    raise ValueError(msg)
+            except ValueError as error:
+                waiting.finish(error=error)
+                continue
+            next_seq[waiting.sensor_id] = seq + 1
+            readings.append(reading)
+            stored.append(waiting)
+        try:
+            result = self.put_many(readings)
+        except (QueueStorageError, SequenceError) as error:
+            for waiting in stored:
+                waiting.finish(error=error)
+            return
+        for index, waiting in enumerate(stored):
+            waiting.finish(
+                PutResult(
+                    readings=(result.readings[index],),
+                    entry_ids=(result.entry_ids[index],),
+                    dropped=result.dropped if index == 0 else 0,
                 )
-                raise ValueError(msg)
-            return self.put_many([reading])
+            )
 
     def put(self, reading: Reading) -> PutResult:
         """Store one reading durably; see :meth:`put_many`."""
@@ -663,6 +709,28 @@ class ReadingBuffer:
     def _error(self, action: str, error: sqlite3.Error) -> QueueStorageError:
         msg = f"reading buffer {self.path}: cannot {action}: {error}"
         return QueueStorageError(msg, path=self.path)
+
+
+class _Waiting:
+    """A sample waiting in :meth:`ReadingBuffer.put_sample` to be stored by a group commit."""
+
+    __slots__ = ("_error", "_result", "build", "done", "sensor_id")
+
+    def __init__(self, sensor_id: str, build: Callable[[int], Reading]) -> None:
+        self.sensor_id = sensor_id
+        self.build = build
+        self.done = False
+        self._result: PutResult | None = None
+        self._error: Exception | None = None
+
+    def finish(self, result: PutResult | None = None, *, error: Exception | None = None) -> None:
+        self._result, self._error, self.done = result, error, True
+
+    def outcome(self) -> PutResult:
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None  # noqa: S101 - finish() always set one of the two
+        return self._result
 
 
 class _Transaction:

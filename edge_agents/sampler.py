@@ -148,17 +148,16 @@ class SensorSampler(threading.Thread):
     def run(self) -> None:
         """The loop: open, sample on schedule, reopen with backoff after failures."""
         interval = self.sensor.sample_interval_s
-        next_tick = time.monotonic()
         try:
             while not self.stop.is_set():
                 if not self._is_open and not self._open():
                     self.stop.wait(self.backoff.next_delay())
                     continue
-                if self.stop.wait(max(0.0, next_tick - time.monotonic())):
+                # Ticks are aligned to the clock (every 5 s at :00, :05, ...), like the
+                # windows: sensors sample together and their readings share one queue
+                # commit. A read slower than the interval skips ticks instead of bursting.
+                if self.stop.wait(interval - time.time() % interval):
                     break
-                next_tick += interval
-                # A read slower than the interval skips the missed ticks instead of bursting.
-                next_tick = max(next_tick, time.monotonic())
                 self._sample()
                 self._queue(self._aggregator.close_due(self.clock()))
         finally:

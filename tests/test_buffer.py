@@ -23,6 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from edge_agents.buffer import (
     Entry,
+    PutResult,
     QueueStorageError,
     ReadingBuffer,
     SequenceError,
@@ -139,6 +140,35 @@ def test_stats(queue: ReadingBuffer) -> None:
     assert queue.depth() == 2
     assert queue.size_bytes() == sum(len(e.payload) for e in queue.peek_batch(10, 1 << 20))
     assert queue.oldest_ts() == T0 + timedelta(minutes=3)
+
+
+def test_samples_put_while_the_queue_is_busy_are_stored_together(queue: ReadingBuffer) -> None:
+    """A group commit: one transaction for every waiting sample, each caller its own result."""
+    results: dict[str, object] = {}
+
+    def put(sensor_id: str, value: float) -> None:
+        try:
+            results[sensor_id] = queue.put_sample(sensor_id, builder(sensor_id, value))
+        except ValueError as error:
+            results[sensor_id] = error
+
+    sensors = [(f"aq-{i}", 35.0) for i in range(8)] + [("aq-bad", -1.0)]  # -1 is out of range
+    with queue._lock:  # the queue is busy: every put below waits
+        threads = [threading.Thread(target=put, args=sensor) for sensor in sensors]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(queue._waiting) < len(sensors) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(queue._waiting) == len(sensors)
+    for thread in threads:
+        thread.join(10)
+    assert isinstance(results.pop("aq-bad"), ValueError)  # its own error, nobody else's
+    stored = {sensor: result for sensor, result in results.items() if isinstance(result, PutResult)}
+    assert set(stored) == {f"aq-{i}" for i in range(8)}
+    assert all(result.reading.sensor_id == sensor for sensor, result in stored.items())
+    assert len({result.entry_ids[0] for result in stored.values()}) == 8
+    assert queue.depth() == 8
 
 
 def test_concurrent_samplers_get_unique_seqs(queue: ReadingBuffer) -> None:
