@@ -83,6 +83,10 @@ STABLE_AFTER_S = 30.0
 CONNACK_TIMEOUT_S = 15.0
 """How long to wait for the broker's CONNACK after the TCP (and TLS) connect."""
 
+IDLE_LOOP_S = 0.5
+"""How long the network loop sleeps when nothing waits: new readings wait at most this
+long, on top of ``linger_s``, before they are noticed."""
+
 _ENVELOPE_SLACK = 256  # bytes of envelope around the readings, generously
 _UNSUPPORTED_PROTOCOL = (132, 1)  # MQTT 5 reason 0x84; MQTT 3.1.1 CONNACK return code 1
 
@@ -369,7 +373,8 @@ class MqttPublisher(threading.Thread):
             if now >= heartbeat_at:
                 self._publish_status(client, online=True)
                 heartbeat_at = now + self.config.publish.heartbeat_s
-            self._loop(client, 0.1)
+            # Idle, wake twice a second; with readings waiting or in flight, ten times.
+            self._loop(client, 0.1 if self._inflight or self._unsent() > 0 else IDLE_LOOP_S)
 
     def _drain(self, client: mqtt.Client) -> None:
         deadline = time.monotonic() + self.drain_timeout_s
