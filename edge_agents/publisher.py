@@ -221,7 +221,11 @@ class MqttPublisher(threading.Thread):
             connected_at = time.monotonic()
             self._serve(client)
             if time.monotonic() - connected_at >= STABLE_AFTER_S:
-                self.backoff.reset()
+                self.backoff.reset()  # it was a good connection: try again at once
+            elif not self._stopping.is_set():
+                # A connection dropped soon after CONNACK (another client taking over the
+                # same id, say) backs off like a failed attempt rather than looping.
+                self._sleep(self.backoff.next_delay())
         self._log.info("publisher stopped", sent=self.stats.sent, depth=self.buffer.depth())
 
     # ------------------------------------------------------------------ connecting

@@ -338,3 +338,23 @@ def test_mqtt_3_1_1_when_configured(private_mosquitto: MosquittoServer, tmp_path
     assert agent.publisher is not None
     assert agent.publisher.stats.protocol is MqttVersion.V311
     check_delivery(collector, last_seqs(queue))
+
+
+def test_two_gateways_with_one_id_back_off_instead_of_kicking_each_other_in_a_loop(
+    private_mosquitto: MosquittoServer, tmp_path: Path
+) -> None:
+    """A copied config: each connect takes the other's session over, and both must back off."""
+    broker = private_mosquitto
+    url = f"mqtt://{broker.host}:{broker.port}"
+    agents = [Agent(agent_config(tmp_path / f"queue-{n}.db", url, sensors=1)) for n in (1, 2)]
+    for agent in agents:
+        agent.start()
+    try:
+        time.sleep(4.0)
+        connects = [agent.publisher.stats.connects for agent in agents if agent.publisher]
+    finally:
+        for agent in agents:
+            agent.stop()
+    assert sum(connects) >= 3, connects  # they did take each other over
+    # Backoff between 0.2 s and 1 s: a few connects each, not hundreds.
+    assert all(n <= 20 for n in connects), connects
