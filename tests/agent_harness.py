@@ -3,8 +3,10 @@ and running ``urbansense-agent`` as a real process."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -22,7 +24,6 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_agents.buffer import ReadingBuffer
 from edge_agents.config import AgentConfig, parse_config
 from telemetry import Codec, GatewayStatus, readings_topic, status_topic
 
@@ -176,13 +177,9 @@ class Collector:
 
 
 def last_seqs(queue: Path) -> dict[str, int]:
-    """The last sequence number the queue gave each sensor (open it once the agent stopped)."""
-    with ReadingBuffer(queue, max_bytes=10**9) as buffer:
-        return {
-            sensor: buffer.next_seq(sensor) - 1
-            for sensor in (f"syn-{i:02d}" for i in range(50))
-            if buffer.next_seq(sensor) > 0
-        }
+    """The last sequence number the queue gave each sensor (read once the agent stopped)."""
+    with contextlib.closing(sqlite3.connect(queue)) as db:
+        return dict(db.execute("SELECT sensor_id, last_seq FROM sequences"))
 
 
 def check_delivery(collector: Collector, last: dict[str, int], first: int = 0) -> None:
