@@ -182,6 +182,19 @@ def last_seqs(queue: Path) -> dict[str, int]:
         return dict(db.execute("SELECT sensor_id, last_seq FROM sequences"))
 
 
+def wait_for_every_reading(collector: Collector, queue: Path, timeout: float) -> dict[str, int]:
+    """Wait until ``collector`` holds every reading the stopped agent's queue numbered, from
+    seq 0 to each sensor's last; return those last seqs."""
+    last = last_seqs(queue)
+    expected = sum(n + 1 for n in last.values())
+    wait_until(
+        lambda: len({(s, q) for s, q, _ in collector.readings()}) == expected,
+        timeout,
+        "every reading at the collector",
+    )
+    return last
+
+
 def check_delivery(collector: Collector, last: dict[str, int], first: int = 0) -> None:
     """Every reading from ``first`` to the sensor's last seq arrived; first arrivals in order;
     a duplicate only as an exact re-send of the same reading."""

@@ -29,6 +29,7 @@ from tests.agent_harness import (
     check_delivery,
     collecting,
     last_seqs,
+    wait_for_every_reading,
     wait_until,
 )
 from tests.servers.amqtt import AmqttServer
@@ -93,15 +94,7 @@ def test_a_30_second_broker_outage_loses_nothing(
             wait_until(lambda: agent.buffer is not None and agent.buffer.depth() < 20, 30, "drain")
         finally:
             agent.stop()
-        last = last_seqs(queue)
-        wait_until(
-            lambda: (
-                len({(s, q) for s, q, _ in collector.readings()})
-                == sum(n + 1 for n in last.values())
-            ),
-            20,
-            "every reading at the collector",
-        )
+        last = wait_for_every_reading(collector, queue, 20)
     check_delivery(collector, last)
 
 
@@ -140,15 +133,7 @@ def test_sigkill_with_readings_queued_then_restart_loses_nothing(
             assert agent.wait(15) == 0, agent.log()
         finally:
             agent.kill()
-        last = last_seqs(queue)
-        wait_until(
-            lambda: (
-                len({(s, q) for s, q, _ in collector.readings()})
-                == sum(n + 1 for n in last.values())
-            ),
-            10,
-            "every reading at the collector",
-        )
+        last = wait_for_every_reading(collector, queue, 10)
     check_delivery(collector, last)
     events = [
         json.loads(line)["event"] for line in agent.log().splitlines() if line.startswith("{")
