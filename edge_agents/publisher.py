@@ -87,6 +87,9 @@ IDLE_LOOP_S = 0.5
 """How long the network loop sleeps when nothing waits: new readings wait at most this
 long, on top of ``linger_s``, before they are noticed."""
 
+_KEPT_BY_PAHO = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)
+"""publish() results for which paho holds the message (sent, or sent after reconnecting)."""
+
 _ENVELOPE_SLACK = 256  # bytes of envelope around the readings, generously
 _UNSUPPORTED_PROTOCOL = (132, 1)  # MQTT 5 reason 0x84; MQTT 3.1.1 CONNACK return code 1
 
@@ -432,7 +435,7 @@ class MqttPublisher(threading.Thread):
         info = client.publish(self._topic, payload, qos=1)
         # NO_CONN: paho kept the message and sends it after the reconnect; anything else
         # (QUEUE_SIZE above all) means paho dropped it, and the entries stay queued.
-        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+        if info.rc not in _KEPT_BY_PAHO:
             self._failed(f"publish refused by the MQTT client: {mqtt.error_string(info.rc)}")
             self._pause_until = time.monotonic() + 1.0
             return
@@ -467,7 +470,7 @@ class MqttPublisher(threading.Thread):
 
     def _publish_status(self, client: mqtt.Client, *, online: bool) -> mqtt.MQTTMessageInfo | None:
         info = client.publish(self._status_topic, to_json(self.status(online)), qos=1, retain=True)
-        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+        if info.rc not in _KEPT_BY_PAHO:
             self._failed(f"status publish refused: {mqtt.error_string(info.rc)}")
             return None
         return info
