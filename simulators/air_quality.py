@@ -7,6 +7,7 @@ and the time: no state, no clock, no dependence on the order of calls, so a seed
 byte-identical values on every run. :class:`AirQualityStationDriver` and
 :class:`AmbientStationDriver` make it an edge-agent driver that reads an injectable clock.
 
+>>> from datetime import UTC
 >>> model = StationModel(seed=1, district_seed=seed_of("dongcheng"))
 >>> at = datetime(2024, 1, 15, 14, tzinfo=UTC)  # 22:00 in Beijing
 >>> sample = model.values_at(at)
@@ -140,9 +141,9 @@ import math
 import random
 import struct
 from bisect import bisect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from enum import StrEnum
 from functools import reduce
 from itertools import repeat
@@ -151,8 +152,8 @@ from typing import Annotated, ClassVar, NamedTuple, TypeVar
 
 from pydantic import Field
 
-from edge_agents.drivers.base import Driver, DriverOptions
-from edge_agents.errors import DriverError
+from edge_agents.drivers.base import DriverOptions
+from simulators.base import Clock, SimulatedDriver, utc_now
 from telemetry import CATALOGUE, Kind
 
 __all__ = [
@@ -979,11 +980,6 @@ class StationModel:
         return out
 
 
-def _utc_now() -> datetime:
-    """The wall clock, in UTC."""
-    return datetime.now(UTC)
-
-
 class StationOptions(DriverOptions):
     """Options shared by the simulated station drivers.
 
@@ -1039,32 +1035,13 @@ class AmbientOptions(StationOptions):
 _OptionsT = TypeVar("_OptionsT", bound=StationOptions)
 
 
-class _StationDriver(Driver[_OptionsT]):
-    """What the two station drivers share: a model, a clock and no device to open.
+class _StationDriver(SimulatedDriver[_OptionsT]):
+    """What the two station drivers share: the station model their options describe."""
 
-    ``open()`` and ``close()`` do nothing; ``read()`` fails with a non-retryable
-    :class:`~edge_agents.errors.DriverError` only if the clock gives a naive datetime.
-    """
-
-    def __init__(self, options: _OptionsT, *, clock: Callable[[], datetime] = _utc_now) -> None:
-        super().__init__(options)
-        self.clock = clock
-        """Gives the time of each read, an aware datetime; the wall clock by default."""
+    def __init__(self, options: _OptionsT, *, clock: Clock = utc_now) -> None:
+        super().__init__(options, clock=clock)
         self.model = options.station_model()
         """The station model the readings come from."""
-
-    def open(self) -> None:
-        """Nothing to acquire."""
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-    def _now(self) -> datetime:
-        ts = self.clock()
-        if ts.utcoffset() is None:
-            msg = f"the clock gave a naive datetime ({ts.isoformat()}); it must be aware"
-            raise DriverError(msg, retryable=False)
-        return ts
 
 
 class AirQualityStationDriver(_StationDriver[AirQualityOptions]):
@@ -1081,7 +1058,7 @@ class AirQualityStationDriver(_StationDriver[AirQualityOptions]):
 
     def read(self) -> dict[str, float]:
         """PM2.5, PM10, NO2, SO2, O3 (µg/m³) and CO (mg/m³) at the clock's time."""
-        return self.model.values_at(self._now())
+        return self.model.values_at(self.now())
 
 
 class AmbientStationDriver(_StationDriver[AmbientOptions]):
@@ -1098,4 +1075,4 @@ class AmbientStationDriver(_StationDriver[AmbientOptions]):
 
     def read(self) -> dict[str, float]:
         """Temperature, relative humidity, pressure and wind speed at the clock's time."""
-        return self.model.ambient_at(self._now())
+        return self.model.ambient_at(self.now())

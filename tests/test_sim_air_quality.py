@@ -365,8 +365,7 @@ def test_a_naive_clock_is_a_driver_error() -> None:
         AirQualityOptions(),
         clock=lambda: datetime(2023, 1, 1),  # noqa: DTZ001 - the point of the test
     )
-    driver.open()
-    with pytest.raises(DriverError, match="naive") as caught:
-        driver.read()
-    assert caught.value.retryable is False
-    driver.close()
+    for action in (driver.open, driver.read):
+        with pytest.raises(DriverError, match="naive") as caught:
+            action()
+        assert caught.value.retryable is False
