@@ -21,9 +21,9 @@ gateway as well as in the stream cluster.
 from telemetry.catalogue import CATALOGUE, Kind, MetricSpec, Semantics, all_metrics, metric_spec
 from telemetry.codec import Codec, CodecLimits, DecodeError, Problem, RejectReason, to_json
 from telemetry.errors import (
+    DocumentProblem,
     InvalidIdError,
     RegistryError,
-    RegistryProblem,
     TelemetryError,
     TopicError,
     UnknownIdError,
@@ -76,6 +76,7 @@ __all__ = [
     "Codec",
     "CodecLimits",
     "DecodeError",
+    "DocumentProblem",
     "GatewayState",
     "GatewayStatus",
     "Identifier",
@@ -88,7 +89,6 @@ __all__ = [
     "Reading",
     "Registry",
     "RegistryError",
-    "RegistryProblem",
     "RejectReason",
     "Semantics",
     "Severity",

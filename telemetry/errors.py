@@ -40,11 +40,11 @@ class UnknownMetricError(TelemetryError, KeyError):
         return str(self.args[0]) if self.args else "unknown metric"
 
 
-class RegistryProblem:
-    """One problem found in a site registry file, with where it is.
+class DocumentProblem:
+    """One problem found in a YAML document (a registry, a scenario, a rule file), with where.
 
     Attributes:
-        source: the file (or other source) the registry came from.
+        source: the file (or other source) the document came from.
         path: the YAML path of the offending item, e.g. ``sensors[3].site``; empty
             for a problem of the whole file (a YAML syntax error, an empty file).
         line: 1-based line in the source, or ``None`` when unknown.
@@ -83,7 +83,7 @@ class RegistryProblem:
         return (self.source, self.path, self.line, self.column, self.message, self.value)
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, RegistryProblem):
+        if not isinstance(other, DocumentProblem):
             return NotImplemented
         return self._key() == other._key()
 
@@ -92,7 +92,7 @@ class RegistryProblem:
 
     def __repr__(self) -> str:
         return (
-            f"RegistryProblem(source={self.source!r}, path={self.path!r}, line={self.line!r},"
+            f"DocumentProblem(source={self.source!r}, path={self.path!r}, line={self.line!r},"
             f" column={self.column!r}, message={self.message!r}, value={self.value!r})"
         )
 
@@ -102,8 +102,8 @@ class RegistryProblem:
         return f"{self.where}: {self.message}"
 
 
-class RegistryError(TelemetryError, ValueError):
-    """A site registry that cannot be loaded: every problem found, each with its place.
+class DocumentError(TelemetryError, ValueError):
+    """A YAML document that cannot be loaded: every problem found, each with its place.
 
     ``str()`` gives one problem a line, as ``file:line:column: path: message``.
 
@@ -111,12 +111,16 @@ class RegistryError(TelemetryError, ValueError):
         problems: every problem found, in file order.
     """
 
-    def __init__(self, problems: list[RegistryProblem] | tuple[RegistryProblem, ...]) -> None:
+    def __init__(self, problems: list[DocumentProblem] | tuple[DocumentProblem, ...]) -> None:
         self.problems = tuple(problems)
         super().__init__("\n".join(str(problem) for problem in self.problems))
 
     def __str__(self) -> str:
         return "\n".join(str(problem) for problem in self.problems)
+
+
+class RegistryError(DocumentError):
+    """A site registry that cannot be loaded; see :class:`DocumentError`."""
 
 
 class UnknownIdError(TelemetryError, KeyError):

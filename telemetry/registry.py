@@ -82,16 +82,12 @@ city.yaml:7:55: sites[1].lat: 91 should be less than or equal to 90
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from importlib.resources import files
 from importlib.resources.abc import Traversable
-from pathlib import Path
-from types import NoneType, UnionType
 from typing import (
     Annotated,
     Any,
@@ -99,12 +95,8 @@ from typing import (
     NamedTuple,
     Self,
     TypeVar,
-    Union,
-    get_args,
-    get_origin,
 )
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -112,15 +104,14 @@ from pydantic import (
     Field,
     PrivateAttr,
     Strict,
-    ValidationError,
     ValidationInfo,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from telemetry.catalogue import Kind
-from telemetry.errors import RegistryError, RegistryProblem, UnknownIdError
+from telemetry.documents import Finding, Loc, format_loc, known_hint, load_document, parse_document
+from telemetry.errors import DocumentProblem, RegistryError, UnknownIdError
 from telemetry.ids import Identifier
 
 __all__ = [
@@ -131,11 +122,11 @@ __all__ = [
     "Capacity",
     "Direction",
     "District",
+    "DocumentProblem",
     "Gate",
     "Gateway",
     "Registry",
     "RegistryError",
-    "RegistryProblem",
     "RoadClass",
     "RoadSegment",
     "ScenicArea",
@@ -473,9 +464,9 @@ class Registry(_Entry):
     def _cross_check(self, info: ValidationInfo) -> Self:
         if isinstance(info.context, Mapping) and info.context.get(_SKIP_CROSS_CHECK):
             return self
-        findings = _CrossCheck(self.model_dump(), _format_loc).run()
+        findings = _CrossCheck(self.model_dump(), format_loc).run()
         if findings:
-            lines = "\n".join(f"{_format_loc(f.loc)}: {f.message}" for f in findings)
+            lines = "\n".join(f"{format_loc(f.loc)}: {f.message}" for f in findings)
             msg = f"inconsistent registry:\n{lines}"
             raise ValueError(msg)
         return self
@@ -568,7 +559,7 @@ def _lookup(index: Mapping[str, _T], what: str, key: str) -> _T:
     try:
         return index[key]
     except KeyError:
-        raise UnknownIdError(what, key, _known_hint(key, index)) from None
+        raise UnknownIdError(what, key, known_hint(key, index)) from None
 
 
 # ---------------------------------------------------------------- loading
@@ -588,21 +579,15 @@ def parse_registry(text: str, source: str = "<string>") -> Registry:
         RegistryError: listing every problem found, with its YAML path, line
             and column.
     """
-    root, data, problems = _read_yaml(text, source)
-    if root is None:
-        raise RegistryError(problems)
-    locator = _Locator(root, source)
-    registry: Registry | None = None
-    try:
-        registry = Registry.model_validate(data, context={_SKIP_CROSS_CHECK: True})
-    except ValidationError as exc:
-        problems.extend(locator.problem(f) for f in _pydantic_findings(exc, locator))
-    if isinstance(data, Mapping):
-        findings = _CrossCheck(data, locator.describe).run()
-        problems.extend(locator.problem(f) for f in findings)
-    if problems or registry is None:
-        raise RegistryError(_in_file_order(problems))
-    return registry
+    return parse_document(
+        text,
+        source,
+        Registry,
+        what="registry",
+        context={_SKIP_CROSS_CHECK: True},
+        cross_check=lambda data, locator: _CrossCheck(data, locator.describe).run(),
+        error=RegistryError,
+    )
 
 
 def load_registry(path: str | os.PathLike[str]) -> Registry:
@@ -618,15 +603,14 @@ def load_registry(path: str | os.PathLike[str]) -> Registry:
         RegistryError: when the file cannot be read, or listing every problem
             in it with its YAML path, line and column.
     """
-    source = os.fspath(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        problem = RegistryProblem(
-            source=source, path="", line=None, column=None, message=f"cannot read: {exc}"
-        )
-        raise RegistryError([problem]) from exc
-    return parse_registry(text, source=source)
+    return load_document(
+        path,
+        Registry,
+        what="registry",
+        context={_SKIP_CROSS_CHECK: True},
+        cross_check=lambda data, locator: _CrossCheck(data, locator.describe).run(),
+        error=RegistryError,
+    )
 
 
 def example_registry_path() -> Traversable:
@@ -640,278 +624,7 @@ def load_example_registry() -> Registry:
     return parse_registry(resource.read_text(encoding="utf-8"), source=str(resource))
 
 
-# ---------------------------------------------------------------- YAML and positions
-
-_Loc = tuple[str | int, ...]
-
-
-class _Finding(NamedTuple):
-    loc: _Loc
-    message: str
-    value: object = None
-    at_key: bool = False
-    """Point at the key of ``loc`` rather than at its value."""
-
-
-def _format_loc(loc: _Loc) -> str:
-    """Render a location as a YAML path: ``sensors[3].site``."""
-    text = ""
-    for step in loc:
-        text += f"[{step}]" if isinstance(step, int) else (f".{step}" if text else step)
-    return text
-
-
-def _read_yaml(text: str, source: str) -> tuple[Node | None, object, list[RegistryProblem]]:
-    """Compose and construct the document; syntax errors and duplicate keys become problems."""
-    loader = yaml.SafeLoader(text)
-    try:
-        root: Node | None = loader.get_single_node()
-        if root is None:
-            message = f"the registry is empty; it needs at least 'version: {REGISTRY_VERSION}'"
-            problem = RegistryProblem(source=source, path="", line=1, column=1, message=message)
-            return None, None, [problem]
-        problems = _duplicate_keys(root, source)
-        data = loader.construct_document(root)
-    except yaml.MarkedYAMLError as exc:
-        return None, None, [_syntax_problem(exc, source)]
-    except yaml.YAMLError as exc:
-        problem = RegistryProblem(
-            source=source, path="", line=None, column=None, message=f"invalid YAML: {exc}"
-        )
-        return None, None, [problem]
-    finally:
-        loader.dispose()
-    return root, data, problems
-
-
-def _syntax_problem(exc: yaml.MarkedYAMLError, source: str) -> RegistryProblem:
-    mark = exc.problem_mark or exc.context_mark
-    problem = (exc.problem or "").removeprefix("but ")
-    message = f"invalid YAML: {problem or exc.context or 'syntax error'}"
-    if exc.context and problem:
-        started = f" at line {exc.context_mark.line + 1}" if exc.context_mark else ""
-        message += f" ({exc.context}{started})"
-    return RegistryProblem(
-        source=source,
-        path="",
-        line=mark.line + 1 if mark else None,
-        column=mark.column + 1 if mark else None,
-        message=message,
-    )
-
-
-def _duplicate_keys(root: Node, source: str) -> list[RegistryProblem]:
-    """Keys given twice in one mapping: YAML would silently keep the last one."""
-    problems: list[RegistryProblem] = []
-    seen_nodes: set[int] = set()
-
-    def walk(node: Node, loc: _Loc) -> None:
-        if id(node) in seen_nodes:
-            return
-        seen_nodes.add(id(node))
-        if isinstance(node, MappingNode):
-            first: dict[str, ScalarNode] = {}
-            for key, value in node.value:
-                if not isinstance(key, ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
-                    continue
-                if key.value in first:
-                    line = first[key.value].start_mark.line + 1
-                    problems.append(
-                        RegistryProblem(
-                            source=source,
-                            path=_format_loc((*loc, key.value)),
-                            line=key.start_mark.line + 1,
-                            column=key.start_mark.column + 1,
-                            message=(
-                                f"key {key.value!r} is given twice in this mapping (first at"
-                                f" line {line}); YAML would keep only the last value"
-                            ),
-                        )
-                    )
-                else:
-                    first[key.value] = key
-                walk(value, (*loc, key.value))
-        elif isinstance(node, SequenceNode):
-            for index, item in enumerate(node.value):
-                walk(item, (*loc, index))
-
-    walk(root, ())
-    return problems
-
-
-class _Locator:
-    """Maps a location (a pydantic ``loc`` or a cross-check path) to a node's position."""
-
-    def __init__(self, root: Node, source: str) -> None:
-        self.root = root
-        self.source = source
-
-    def _resolve(self, loc: _Loc) -> tuple[Node | None, Node, bool]:
-        """The deepest node along ``loc``, the key naming it, and whether all of it was found."""
-        node, key_node = self.root, None
-        for step in loc:
-            if isinstance(node, MappingNode):
-                for key, value in reversed(node.value):  # YAML keeps the last of duplicates
-                    if isinstance(key, ScalarNode) and key.value == str(step):
-                        key_node, node = key, value
-                        break
-                else:
-                    return key_node, node, False
-            elif (
-                isinstance(node, SequenceNode)
-                and isinstance(step, int)
-                and 0 <= step < len(node.value)
-            ):
-                key_node, node = None, node.value[step]
-            else:
-                return key_node, node, False
-        return key_node, node, True
-
-    def position(self, loc: _Loc, *, at_key: bool = False) -> tuple[int, int]:
-        """The 1-based line and column of ``loc``.
-
-        A value that is a mapping or a list is pointed at by its key; a missing
-        key by the mapping that lacks it; ``at_key`` points at the key itself.
-        """
-        key_node, node, complete = self._resolve(loc)
-        target = node
-        if key_node is not None and (
-            (at_key and complete) or isinstance(node, (MappingNode, SequenceNode))
-        ):
-            target = key_node
-        return target.start_mark.line + 1, target.start_mark.column + 1
-
-    def scalar_text(self, loc: _Loc) -> str | None:
-        """The text of the scalar at ``loc`` as written in the file."""
-        _, node, complete = self._resolve(loc)
-        return node.value if complete and isinstance(node, ScalarNode) else None
-
-    def describe(self, loc: _Loc) -> str:
-        """A location for a message: ``sensors[1], line 40``."""
-        return f"{_format_loc(loc)}, line {self.position(loc)[0]}"
-
-    def problem(self, finding: _Finding) -> RegistryProblem:
-        """The problem of a finding, with its position in the file."""
-        line, column = self.position(finding.loc, at_key=finding.at_key)
-        return RegistryProblem(
-            source=self.source,
-            path=_format_loc(finding.loc),
-            line=line,
-            column=column,
-            message=finding.message,
-            value=finding.value,
-        )
-
-
-def _in_file_order(problems: list[RegistryProblem]) -> list[RegistryProblem]:
-    unique = list(dict.fromkeys(problems))
-    return sorted(unique, key=lambda p: (p.line or 0, p.column or 0))
-
-
-# ---------------------------------------------------------------- pydantic errors
-
-
-def _describe(value: object) -> str:
-    """Name a YAML value's type for a message."""
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, int | float):
-        return f"the number {value!r}"
-    if isinstance(value, date):
-        return f"the date {value.isoformat()}"
-    if isinstance(value, str):
-        return f"the text {value!r}"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, Sequence):
-        return "a list"
-    return type(value).__name__
-
-
-def _model_at(loc: _Loc) -> type[BaseModel] | None:
-    """The model class that validates the mapping at ``loc``, found by walking field types."""
-    annotation: Any = Registry
-    for step in loc:
-        if isinstance(step, int):
-            args = [a for a in get_args(annotation) if a is not Ellipsis]
-            if get_origin(annotation) not in (tuple, list) or len(args) != 1:
-                return None
-            annotation = args[0]
-        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            field = annotation.model_fields.get(step)
-            if field is None:
-                return None
-            annotation = field.annotation
-        else:
-            return None
-        if get_origin(annotation) in (Union, UnionType):
-            options = [a for a in get_args(annotation) if a is not NoneType]
-            annotation = options[0] if len(options) == 1 else None
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return None
-
-
-def _pydantic_findings(error: ValidationError, locator: _Locator) -> list[_Finding]:
-    findings: list[_Finding] = []
-    details = error.errors(include_url=False)
-    failed_within = {tuple(d["loc"][:n]) for d in details for n in range(len(d["loc"]))}
-    for detail in details:
-        loc: _Loc = tuple(detail["loc"])
-        kind, value = detail["type"], detail["input"]
-        if kind == "too_short" and loc in failed_within:
-            continue  # pydantic counts only the items that validated; the items' errors say why
-        ctx = detail.get("ctx") or {}
-        at_key = False
-        if kind == "missing":
-            message, value = f"missing required key {loc[-1]!r}", None
-        elif kind == "extra_forbidden":
-            model = _model_at(loc[:-1])
-            allowed = list(model.model_fields) if model else []
-            message = f"unknown key {loc[-1]!r}{_known_hint(str(loc[-1]), allowed)}"
-            at_key = True
-        elif kind == "invalid_key":
-            message, at_key = f"a key must be text, not {_describe(value)}", True
-        elif kind in ("string_type", "string_sub_type") and not isinstance(
-            value, Mapping | list | NoneType
-        ):
-            written = locator.scalar_text(loc) or str(value)
-            message = f"expected text, got {_describe(value)}; write it in quotes: '{written}'"
-        elif kind in ("model_type", "model_attributes_type", "dict_type"):
-            message = f"expected a mapping of keys to values, got {_describe(value)}"
-        elif kind in ("tuple_type", "list_type"):
-            message = f"expected a list, got {_describe(value)}"
-        elif kind in ("too_short", "too_long") and "actual_length" in ctx:
-            bound = ctx.get("min_length" if kind == "too_short" else "max_length")
-            least = "at least" if kind == "too_short" else "at most"
-            message = f"needs {least} {bound} items, has {ctx['actual_length']}"
-        elif kind == "enum" and "expected" in ctx:
-            message = f"{value!r} is not one of {ctx['expected']}"
-        elif detail["msg"].startswith("Input should") and isinstance(value, str | int | float):
-            message = f"{value!r} should{detail['msg'].removeprefix('Input should')}"
-        else:
-            msg = detail["msg"]
-            message = msg[:1].lower() + msg[1:]
-        findings.append(_Finding(loc, message, value, at_key))
-    return findings
-
-
 # ---------------------------------------------------------------- cross-reference checks
-
-
-def _known_hint(value: str, known: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)``, or `` (known: a, b)``, or `` (none defined)``."""
-    names = list(known)
-    if not names:
-        return " (none defined)"
-    close = difflib.get_close_matches(value, names, n=1, cutoff=0.6)
-    if close:
-        return f" (did you mean {close[0]!r}?)"
-    shown = ", ".join(names[:_MAX_KNOWN_SHOWN])
-    more = len(names) - _MAX_KNOWN_SHOWN
-    return f" (known: {shown}{f', and {more} more' if more > 0 else ''})"
 
 
 def _text(item: Mapping[str, Any], key: str) -> str | None:
@@ -996,7 +709,7 @@ _BINDING_MEANING: Final[Mapping[str, str]] = {
 
 
 class _Index(NamedTuple):
-    loc: _Loc
+    loc: Loc
     item: Mapping[str, Any]
 
 
@@ -1008,15 +721,15 @@ class _CrossCheck:
     it cannot read.
     """
 
-    def __init__(self, data: Mapping[str, Any], describe: Callable[[_Loc], str]) -> None:
+    def __init__(self, data: Mapping[str, Any], describe: Callable[[Loc], str]) -> None:
         self.data = data
         self.describe = describe
-        self.findings: list[_Finding] = []
+        self.findings: list[Finding] = []
 
-    def add(self, loc: _Loc, message: str, value: object = None, *, at_key: bool = False) -> None:
-        self.findings.append(_Finding(loc, message, value, at_key))
+    def add(self, loc: Loc, message: str, value: object = None, *, at_key: bool = False) -> None:
+        self.findings.append(Finding(loc, message, value, at_key))
 
-    def run(self) -> list[_Finding]:
+    def run(self) -> list[Finding]:
         """Every cross-reference problem, in the order checked."""
         districts = self.index("districts", "district")
         sites = self.index("sites", "site")
@@ -1041,7 +754,7 @@ class _CrossCheck:
             self.check_area(i, area)
 
         for i, sensor in _entries(self.data, "sensors"):
-            loc: _Loc = ("sensors", i)
+            loc: Loc = ("sensors", i)
             self.reference((*loc, "site"), _text(sensor, "site"), sites, "site")
             self.reference((*loc, "gateway"), _text(sensor, "gateway"), gateways, "gateway")
             self.check_binding(loc, sensor)
@@ -1072,7 +785,7 @@ class _CrossCheck:
         self,
         found: dict[str, _Index],
         item_id: str | None,
-        loc: _Loc,
+        loc: Loc,
         item: Mapping[str, Any],
         what: str,
     ) -> bool:
@@ -1086,13 +799,13 @@ class _CrossCheck:
         return True
 
     def reference(
-        self, loc: _Loc, value: str | None, known: Mapping[str, object], what: str
+        self, loc: Loc, value: str | None, known: Mapping[str, object], what: str
     ) -> None:
         if value is not None and value not in known:
-            self.add(loc, f"unknown {what} {value!r}{_known_hint(value, known)}", value)
+            self.add(loc, f"unknown {what} {value!r}{known_hint(value, known)}", value)
 
     def check_area(self, i: int, area: Mapping[str, Any]) -> None:
-        loc: _Loc = ("scenic_areas", i)
+        loc: Loc = ("scenic_areas", i)
         capacity = area.get("capacity")
         if isinstance(capacity, Mapping):
             instantaneous = _integer(capacity.get("instantaneous"))
@@ -1123,7 +836,7 @@ class _CrossCheck:
                     [lat, lon],
                 )
 
-    def check_binding(self, loc: _Loc, sensor: Mapping[str, Any]) -> None:
+    def check_binding(self, loc: Loc, sensor: Mapping[str, Any]) -> None:
         """The binding keys a sensor has must be those of its kind, all of them."""
         kind_text = _text(sensor, "kind")
         if kind_text not in set(Kind):
@@ -1143,7 +856,7 @@ class _CrossCheck:
                 )
 
     def check_traffic(
-        self, loc: _Loc, sensor: Mapping[str, Any], segments: Mapping[str, _Index]
+        self, loc: Loc, sensor: Mapping[str, Any], segments: Mapping[str, _Index]
     ) -> None:
         segment_id = _text(sensor, "segment")
         self.reference((*loc, "segment"), segment_id, segments, "road segment")
@@ -1175,7 +888,7 @@ class _CrossCheck:
 
     def check_crowd(
         self,
-        loc: _Loc,
+        loc: Loc,
         sensor: Mapping[str, Any],
         areas: Mapping[str, _Index],
         gates: Mapping[str, tuple[_Index, str | None]],
@@ -1196,14 +909,14 @@ class _CrossCheck:
             return
         if area_id in areas:
             own = [g for g, (_, owner) in gates.items() if owner == area_id]
-            hint = _known_hint(gate_id, own)
+            hint = known_hint(gate_id, own)
             message = f"unknown gate {gate_id!r} of scenic area {area_id!r}{hint}"
         else:
-            message = f"unknown gate {gate_id!r}{_known_hint(gate_id, gates)}"
+            message = f"unknown gate {gate_id!r}{known_hint(gate_id, gates)}"
         self.add((*loc, "gate"), message, gate_id)
 
     def check_energy(
-        self, loc: _Loc, sensor: Mapping[str, Any], buildings: Mapping[str, _Index]
+        self, loc: Loc, sensor: Mapping[str, Any], buildings: Mapping[str, _Index]
     ) -> None:
         building_id = _text(sensor, "building")
         self.reference((*loc, "building"), building_id, buildings, "building")

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from telemetry.catalogue import Kind
-from telemetry.errors import RegistryError, RegistryProblem, TelemetryError, UnknownIdError
+from telemetry.errors import DocumentProblem, RegistryError, TelemetryError, UnknownIdError
 from telemetry.registry import (
     GATE_TOLERANCE_M,
     BuildingType,
@@ -413,7 +413,7 @@ gateways:
 """
 
 
-def _problems(text: str) -> list[RegistryProblem]:
+def _problems(text: str) -> list[DocumentProblem]:
     with pytest.raises(RegistryError) as info:
         parse_registry(text, source="r.yaml")
     return list(info.value.problems)
