@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from typing import Annotated, ClassVar
 
 from pydantic import Field
@@ -86,12 +87,16 @@ class SyntheticDriver(Driver[SyntheticOptions]):
 
     Options: ClassVar[type[DriverOptions]] = SyntheticOptions
 
-    def __init__(self, options: SyntheticOptions) -> None:
+    def __init__(
+        self, options: SyntheticOptions, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         super().__init__(options)
+        self.clock = clock
+        """Seconds on any steady scale: interval counts cover the time between reads."""
         self._reads = 0
         self._walk: dict[str, float] = {}
         self._rng = random.Random(options.seed)
-        self._last_read = time.monotonic()
+        self._last_read = clock()
 
     def sensor_kind(self) -> Kind:
         """The kind configured in the options."""
@@ -100,7 +105,7 @@ class SyntheticDriver(Driver[SyntheticOptions]):
     def open(self) -> None:
         """Nothing to acquire; restarts the walk at the typical values."""
         self._walk = dict.fromkeys(CATALOGUE[self.options.kind], 0.0)
-        self._last_read = time.monotonic()
+        self._last_read = self.clock()
 
     def read(self) -> dict[str, float]:
         """One sample of every metric of the kind."""
@@ -109,13 +114,16 @@ class SyntheticDriver(Driver[SyntheticOptions]):
         if options.fail_every and self._reads % options.fail_every == 0:
             msg = f"synthetic failure on read {self._reads}"
             raise DriverError(msg)
-        now = time.monotonic()
+        now = self.clock()
         elapsed, self._last_read = now - self._last_read, now
         sample: dict[str, float] = {}
         for name, spec in CATALOGUE[options.kind].items():
             typical = TYPICAL[name]
             if spec.semantics is Semantics.INTERVAL_COUNT:
-                value = float(self._poisson(typical * elapsed))
+                # Capped at the most the metric allows for the interval: a Poisson
+                # tail would otherwise, once in a thousand reads, be out of range.
+                most = spec.valid_range(elapsed)[1] if elapsed > 0 else 0.0
+                value = float(min(self._poisson(typical * elapsed), math.floor(most)))
             elif spec.semantics is Semantics.CUMULATIVE:
                 self._walk[name] += self._rng.uniform(0.0, 0.1)
                 value = typical + self._walk[name]
