@@ -530,15 +530,14 @@ class ReadingBuffer:
             added = sum(len(row[3]) for row in rows)
             try:
                 with self._transaction():
-                    ids = tuple(
-                        self._conn.execute(
-                            "INSERT INTO entries (sensor_id, seq, ts_us, payload)"
-                            " VALUES (?, ?, ?, ?)",
-                            row,
-                        ).lastrowid
-                        or 0
-                        for row in rows
+                    self._conn.executemany(
+                        "INSERT INTO entries (sensor_id, seq, ts_us, payload) VALUES (?, ?, ?, ?)",
+                        rows,
                     )
+                    # AUTOINCREMENT ids of one statement in one write transaction are
+                    # consecutive: each is one above the largest ever used.
+                    last = self._conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+                    ids = tuple(range(last - len(rows) + 1, last + 1))
                     self._conn.executemany(
                         "INSERT INTO sequences (sensor_id, last_seq) VALUES (?, ?)"
                         " ON CONFLICT (sensor_id) DO UPDATE SET last_seq = excluded.last_seq",

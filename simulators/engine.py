@@ -336,6 +336,12 @@ class City:
             self._inject(f"incident-{number}", incident)
         for number, fault in enumerate(file.faults, start=1):
             self.truth.append(self._fault_truth(f"fault-{number}", fault))
+        # What starts after the span is not injected; what outlasts it ends with it.
+        self.truth = [
+            replace(entry, end=min(entry.end, file.end))
+            for entry in self.truth
+            if entry.start < file.end
+        ]
         for device in self._devices.values():
             device.driver.open()
 

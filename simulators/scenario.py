@@ -37,7 +37,17 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from telemetry import CATALOGUE, Kind
 from telemetry.documents import (
@@ -114,7 +124,16 @@ def parse_duration(value: object) -> object:
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 """A length of time: seconds, or text like ``45m``, ``3h``, ``1d12h``."""
-PositiveDuration = Annotated[Duration, Field(gt=timedelta(0))]
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        msg = f"must be a positive duration, not {value}"
+        raise ValueError(msg)
+    return value
+
+
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 
 
 class _Item(BaseModel):
@@ -405,16 +424,17 @@ class ScenarioFile(_Item):
         """The end of the simulated span."""
         return self.start + self.duration
 
-    @model_validator(mode="after")
-    def _windows_fit(self) -> ScenarioFile:
-        ratio = self.publish_interval_s / self.sample_interval_s
+    @field_validator("publish_interval_s")
+    @classmethod
+    def _windows_fit(cls, value: float, info: ValidationInfo) -> float:
+        sample = info.data.get("sample_interval_s")
+        if sample is None:
+            return value
+        ratio = value / sample
         if ratio < 1 or abs(ratio - round(ratio)) > 1e-9:
-            msg = (
-                f"publish_interval_s {self.publish_interval_s:g} must be a whole multiple"
-                f" of sample_interval_s {self.sample_interval_s:g}"
-            )
+            msg = f"{value:g} must be a whole multiple of sample_interval_s ({sample:g})"
             raise ValueError(msg)
-        return self
+        return value
 
 
 @dataclass(frozen=True)

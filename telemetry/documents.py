@@ -249,6 +249,31 @@ class Locator:
                 return key_node, node, False
         return key_node, node, True
 
+    def tag_steps(self, loc: Loc) -> set[int]:
+        """Which steps of a pydantic ``loc`` name a tagged union's member, not a key.
+
+        Pydantic puts the tag of a discriminated union in the location
+        (``incidents.0.crowd_surge.duration``); the file has no such key.
+        """
+        steps: set[int] = set()
+        node: Node = self.root
+        for index, step in enumerate(loc):
+            if isinstance(node, MappingNode):
+                keys = {k.value: v for k, v in node.value if isinstance(k, ScalarNode)}
+                if step in keys:
+                    node = keys[step]
+                    continue
+                values = {v.value for v in keys.values() if isinstance(v, ScalarNode)}
+                if step in values:
+                    steps.add(index)
+                    continue
+                break
+            if isinstance(node, SequenceNode) and isinstance(step, int) and step < len(node.value):
+                node = node.value[step]
+                continue
+            break
+        return steps
+
     def position(self, loc: Loc, *, at_key: bool = False) -> tuple[int, int]:
         """The 1-based line and column of ``loc``.
 
@@ -351,12 +376,22 @@ def pydantic_findings(
             continue  # pydantic counts only the items that validated; the items' errors say why
         ctx = detail.get("ctx") or {}
         at_key = False
-        if kind == "missing":
+        tagged = locator.tag_steps(loc)
+        model_loc = loc
+        loc = tuple(step for i, step in enumerate(loc) if i not in tagged)
+        if kind == "union_tag_invalid":
+            tags = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
+            field = str(ctx.get("discriminator", "kind")).strip("'")
+            loc, value = (*loc, field), ctx.get("tag")
+            message = f"unknown {field} {value!r}{known_hint(str(value), tags)}"
+        elif kind == "value_error" and "error" in ctx:
+            message = str(ctx["error"])
+        elif kind == "missing":
             message, value = f"missing required key {loc[-1]!r}", None
         elif kind == "extra_forbidden":
-            model = _model_at(root, loc[:-1])
-            allowed = list(model.model_fields) if model else []
-            message = f"unknown key {loc[-1]!r}{known_hint(str(loc[-1]), allowed)}"
+            model = _model_at(root, model_loc[:-1])
+            hint = known_hint(str(loc[-1]), model.model_fields) if model else ""
+            message = f"unknown key {loc[-1]!r}{hint}"
             at_key = True
         elif kind == "invalid_key":
             message, at_key = f"a key must be text, not {_describe(value)}", True

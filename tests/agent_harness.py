@@ -25,7 +25,14 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agents.config import AgentConfig, parse_config
-from telemetry import Codec, GatewayStatus, readings_topic, status_topic
+from telemetry import (
+    Codec,
+    GatewayStatus,
+    readings_filter,
+    readings_topic,
+    status_filter,
+    status_topic,
+)
 
 AGENT_BIN = Path(sys.executable).parent / "urbansense-agent"
 
@@ -100,7 +107,8 @@ class Collector:
 
     host: str
     port: int
-    gateway_id: str = "gw-test"
+    gateway_id: str | None = "gw-test"
+    """The gateway whose topics it subscribes to; None for every gateway."""
     client_id: str = "collector"
     username: str | None = None
     password: str | None = None
@@ -144,7 +152,11 @@ class Collector:
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
     ) -> None:
-        client.subscribe([(readings_topic(self.gateway_id), 1), (status_topic(self.gateway_id), 1)])
+        if self.gateway_id is None:  # every gateway
+            client.subscribe([(readings_filter(), 1), (status_filter(), 1)])
+        else:
+            topics = [readings_topic(self.gateway_id), status_topic(self.gateway_id)]
+            client.subscribe([(topic, 1) for topic in topics])
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         with self._lock:

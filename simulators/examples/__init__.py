@@ -1,0 +1,1 @@
+"""Example scenarios and replay specs, shipped with the package."""
