@@ -195,7 +195,8 @@ def run_fleet(
                 produced += due
                 produce_s += time.perf_counter() - t0
             if progress is not None and now >= next_report:
-                behind = max(0.0, (plan.rate * elapsed - produced) / plan.rate)
+                # How late the newest reading was made: its due time against the clock.
+                behind = max(0.0, time.monotonic() - began - produced / plan.rate)
                 progress(elapsed, fleet.counts(), behind)
                 next_report += 1.0
             time.sleep(max(0.0, _TICK_S - (time.monotonic() - now)))
