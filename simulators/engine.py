@@ -60,6 +60,7 @@ from simulators.base import Effect
 from simulators.energy import BuildingType, EnergyMeterDriver, EnergyMeterOptions
 from simulators.scenario import (
     ClockSkew,
+    CounterReset,
     CrowdSurge,
     Dead,
     Drift,
@@ -335,6 +336,9 @@ class City:
         for number, incident in enumerate(file.incidents, start=1):
             self._inject(f"incident-{number}", incident)
         for number, fault in enumerate(file.faults, start=1):
+            if isinstance(fault, CounterReset):
+                driver = _as(self._devices[fault.sensor].driver, EnergyMeterDriver)
+                driver.model = replace(driver.model, resets=(*driver.model.resets, fault.start))
             self.truth.append(self._fault_truth(f"fault-{number}", fault))
         # What starts after the span is not injected; what outlasts it ends with it.
         self.truth = [
@@ -694,6 +698,7 @@ class City:
             "dropout": f"loses samples with probability {getattr(fault, 'probability', 0):g}",
             "clock_skew": f"stamps readings {getattr(fault, 'offset', 0)} off",
             "dead": "is dead: no readings",
+            "counter_reset": "has its register reset to zero",
         }
         return TruthEntry(
             id=name,

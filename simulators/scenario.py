@@ -64,6 +64,7 @@ from telemetry.registry import Direction, Registry, load_example_registry, load_
 
 __all__ = [
     "ClockSkew",
+    "CounterReset",
     "CrowdSurge",
     "Dead",
     "Drift",
@@ -361,7 +362,17 @@ class Dead(_Fault):
     duration: PositiveDuration = timedelta(days=3650)
 
 
-Fault = Annotated[Stuck | Drift | Spikes | Dropout | ClockSkew | Dead, Field(discriminator="kind")]
+class CounterReset(_Fault):
+    """An energy meter's register is cleared to zero at ``start``; it counts on from there."""
+
+    kind: Literal["counter_reset"]
+    duration: PositiveDuration = timedelta(minutes=1)
+
+
+Fault = Annotated[
+    Stuck | Drift | Spikes | Dropout | ClockSkew | Dead | CounterReset,
+    Field(discriminator="kind"),
+]
 """A sensor fault, by its ``kind``."""
 
 
@@ -558,7 +569,9 @@ class _Checker:
             yield from self.pollution_sensor(registry, loc, item)
         sensor_id = item.get("sensor")
         if loc[0] == "faults" and isinstance(sensor_id, str):
-            yield from self.fault_sensor(registry, loc, sensor_id, item.get("metric"))
+            yield from self.fault_sensor(
+                registry, loc, sensor_id, item.get("metric"), item.get("kind")
+            )
         segment_id, direction = item.get("segment"), item.get("direction")
         if isinstance(segment_id, str) and isinstance(direction, str):
             segment = next((s for s in registry.road_segments if s.id == segment_id), None)
@@ -588,7 +601,7 @@ class _Checker:
             yield Finding((*loc, key), message, value)
 
     def fault_sensor(
-        self, registry: Registry, loc: Loc, sensor_id: str, metric: object
+        self, registry: Registry, loc: Loc, sensor_id: str, metric: object, fault_kind: object
     ) -> Iterator[Finding]:
         if not registry.has_sensor(sensor_id):
             known = [s.id for s in registry.sensors]
@@ -599,6 +612,9 @@ class _Checker:
             )
             return
         kind = registry.sensor(sensor_id).kind
+        if fault_kind == "counter_reset" and kind is not Kind.ENERGY:
+            message = f"only an energy meter has a register to reset; {sensor_id!r} is {kind}"
+            yield Finding((*loc, "sensor"), message, sensor_id)
         if isinstance(metric, str) and metric not in CATALOGUE[kind]:
             known = list(CATALOGUE[kind])
             message = f"a {kind} sensor has no metric {metric!r}{known_hint(metric, known)}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 import pytest
 
@@ -51,6 +52,7 @@ faults:
   - {kind: clock_skew, sensor: aq-library-ambient, offset: -10m,
      start: 2024-11-08T12:00:00+08:00, duration: 2h}
   - {kind: dead, sensor: cr-canal-west, start: 2024-11-08T14:00:00+08:00}
+  - {kind: counter_reset, sensor: em-willow-court-main, start: 2024-11-08T03:00:00+08:00}
 """
 
 SURGE = """
@@ -113,7 +115,7 @@ faults:
         "city.yaml:11:54: faults[0].metric: a pollution sensor has no metric 'pm25'"
         " (did you mean 'pm2_5'?)",
         "city.yaml:13:12: faults[1].kind: unknown kind 'melted'"
-        " (known: stuck, drift, spikes, dropout, clock_skew, dead)",
+        " (known: stuck, drift, spikes, dropout, clock_skew, dead, counter_reset)",
     ]
 
 
@@ -297,6 +299,17 @@ def test_faults_do_what_the_ground_truth_says(baseline: dict[Key, Reading]) -> N
     for ts in skew[15:-15]:
         shifted = readings[("aq-library-ambient", ts - timedelta(minutes=10))]
         assert shifted.metrics == baseline[("aq-library-ambient", ts)].metrics
+
+    reset = faults["counter_reset"]
+    register = [
+        (ts, readings[("em-willow-court-main", ts)].metrics["energy_kwh"])
+        for ts in sorted(ts for s, ts in readings if s == "em-willow-court-main")
+    ]
+    falls = [ts for (_, a), (ts, b) in pairwise(register) if b < a]
+    assert falls == [reset.start]
+    after = dict(register)
+    assert after[reset.start] < 1.0
+    assert 0 < after[reset.start + timedelta(hours=1)] < 300  # counting on from zero
 
     dead = faults["dead"]
     assert not [
