@@ -1,0 +1,118 @@
+"""Extreme-value detector: a reading beyond anything the series did for a long while.
+
+The history (``blocks`` x ``block`` observations) is kept as the maximum and minimum
+of each block, so it costs a few hundred bytes instead of thousands of values. A
+reading at the edge of the history's range scores 1 (the alert level); beyond it,
+1 plus the excess in units of a typical block's range; inside it, less than 1 by the
+same measure. Records are the most common sign of trouble in city data: the highest
+PM2.5 in two days, a speed lower than any seen, a meter drawing more than ever.
+
+>>> from stream.anomaly.base import Observation
+>>> d = ExtremeValue(block=10, blocks=4)
+>>> for i in range(40):
+...     d.learn_one(Observation(60.0 * i, float(i % 10)))
+>>> d.score_one(Observation(2400.0, 9.0))
+1.0
+>>> d.score_one(Observation(2400.0, 18.0))
+2.0
+>>> d.score_one(Observation(2400.0, 4.5))
+0.5
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from stream.anomaly.base import (
+    AnomalyError,
+    Detector,
+    FloatArray,
+    IntArray,
+    StateField,
+    register,
+)
+
+__all__ = ["ExtremeValue"]
+
+
+@register
+class ExtremeValue(Detector):
+    """Distance beyond the range of the last ``blocks`` x ``block`` observations.
+
+    Args:
+        block: observations per block of history.
+        blocks: blocks of history kept; the first score comes after ``min_blocks``.
+        min_blocks: completed blocks before the first non-zero score.
+        min_scale: the smallest scale (a block's typical range), in the metric's unit.
+    """
+
+    name: ClassVar[str] = "extreme"
+
+    def __init__(
+        self, block: int = 100, blocks: int = 20, min_blocks: int = 1, min_scale: float = 1e-9
+    ) -> None:
+        if block < 2 or blocks < 1:
+            msg = f"extreme: block must be >= 2 and blocks >= 1, not {block!r} and {blocks!r}"
+            raise AnomalyError(msg)
+        if not 1 <= min_blocks <= blocks:
+            msg = f"extreme: min_blocks must be in [1, blocks={blocks}], not {min_blocks!r}"
+            raise AnomalyError(msg)
+        self.block = block
+        self.blocks = blocks
+        self.min_blocks = min_blocks
+        self.min_scale = min_scale
+        self.alert_level = 1.0
+        self.state_fields = (
+            StateField("hi", (blocks,), "float32", np.nan),
+            StateField("lo", (blocks,), "float32", np.nan),
+            StateField("cur_hi", (), "float32", -np.inf),
+            StateField("cur_lo", (), "float32", np.inf),
+            StateField("n", (), "int64", 0),
+        )
+        super().__init__()
+
+    def _range(self, rows: IntArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        s = self._state
+        hi_b = s["hi"][rows].astype(np.float64)
+        lo_b = s["lo"][rows].astype(np.float64)
+        filled = ~np.isnan(hi_b)
+        hi = np.maximum(np.max(np.where(filled, hi_b, -np.inf), axis=1), s["cur_hi"][rows])
+        lo = np.minimum(np.min(np.where(filled, lo_b, np.inf), axis=1), s["cur_lo"][rows])
+        spans = np.where(filled, hi_b - lo_b, np.inf)
+        spans.sort(axis=1)
+        count = filled.sum(axis=1)
+        middle = spans[np.arange(len(rows)), np.maximum(count - 1, 0) // 2]
+        scale = np.where(count > 0, np.maximum(middle, self.min_scale), self.min_scale)
+        return hi, lo, scale
+
+    def _score(
+        self, rows: IntArray, ts: FloatArray, x: FloatArray, neighbours: FloatArray | None
+    ) -> FloatArray:
+        hi, lo, scale = self._range(rows)
+        score = np.maximum(1.0 + (x - hi) / scale, 1.0 + (lo - x) / scale)
+        ready = self._state["n"][rows] >= self.min_blocks * self.block
+        return np.where(ready, np.maximum(score, 0.0), 0.0)
+
+    def _learn(
+        self, rows: IntArray, ts: FloatArray, x: FloatArray, neighbours: FloatArray | None
+    ) -> None:
+        s = self._state
+        s["cur_hi"][rows] = np.maximum(s["cur_hi"][rows], x)
+        s["cur_lo"][rows] = np.minimum(s["cur_lo"][rows], x)
+        n = s["n"][rows] + 1
+        s["n"][rows] = n
+        done = rows[n % self.block == 0]
+        if len(done):
+            slot = (s["n"][done] // self.block - 1) % self.blocks
+            s["hi"][done, slot] = s["cur_hi"][done]
+            s["lo"][done, slot] = s["cur_lo"][done]
+            s["cur_hi"][done] = -np.inf
+            s["cur_lo"][done] = np.inf
+
+    def _expect(
+        self, rows: IntArray, ts: FloatArray, neighbours: FloatArray | None
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        hi, lo, _ = self._range(rows)
+        return (hi + lo) / 2, lo, hi
