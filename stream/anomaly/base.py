@@ -286,7 +286,8 @@ class Detector(ABC):
 
 def _rounds(rows: IntArray) -> Iterator[IntArray]:
     """Split a batch into rounds in which each series appears at most once, in order."""
-    if len(rows) == 0:
+    if len(rows) <= 1:
+        yield np.arange(len(rows))
         return
     if len(np.unique(rows)) == len(rows):
         yield np.arange(len(rows))

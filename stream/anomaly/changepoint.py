@@ -38,7 +38,7 @@ from stream.anomaly.base import (
     StateField,
     register,
 )
-from stream.anomaly.seasonal import BUCKETS, Period, bucket_of
+from stream.anomaly.seasonal import BUCKETS, Period, bucket_of, scale_floor
 
 __all__ = ["Cusum"]
 
@@ -58,6 +58,7 @@ class Cusum(Detector):
         clip: residuals are clipped at this many deviations before the baseline learns.
         min_scale: the smallest deviation, in the metric's unit.
         relative_floor: the smallest deviation as a fraction of ``|mean|``.
+        poisson: the series counts events: the deviation is at least the Poisson spread.
     """
 
     name: ClassVar[str] = "cusum"
@@ -73,6 +74,7 @@ class Cusum(Detector):
         clip: float = 3.0,
         min_scale: float = 1e-6,
         relative_floor: float = 0.01,
+        poisson: bool = False,
     ) -> None:
         if period is not None and period not in BUCKETS:
             msg = f"cusum: period must be None or one of {', '.join(BUCKETS)}, not {period!r}"
@@ -92,6 +94,7 @@ class Cusum(Detector):
         self.clip = clip
         self.min_scale = min_scale
         self.relative_floor = relative_floor
+        self.poisson = poisson
         self.alert_level = threshold
         buckets = 1 if period is None else BUCKETS[period]
         self.state_fields = (
@@ -112,7 +115,9 @@ class Cusum(Detector):
             b = bucket_of(ts, self.period, self.utc_offset_h)
         mean = self._state["mean"][rows, b].astype(np.float64)
         dev = self._state["dev"][rows, b].astype(np.float64)
-        scale = np.maximum(1.25 * dev, self.min_scale + self.relative_floor * np.abs(mean))
+        scale = np.maximum(
+            1.25 * dev, scale_floor(mean, self.min_scale, self.relative_floor, self.poisson)
+        )
         return b, mean, scale, self._state["n"][rows, b].astype(np.intp)
 
     def _sums(

@@ -149,6 +149,10 @@ class Combiner:
             offset += size
 
     # ------------------------------------------------------------ scoring
+    def calibrate(self, raw: FloatArray, detector: Detector) -> FloatArray:
+        """One of this combiner's detectors' raw scores, calibrated to ``[0, 1]``."""
+        return calibrate(raw, detector.alert_level, self.sharpness)
+
     def process(
         self,
         keys: Sequence[Hashable],

@@ -30,7 +30,7 @@ catalogue.
 ['extreme', 'seasonal']
 >>> combiner = config.combiner_for("pollution", "pm2_5")
 >>> [d.name for d in combiner.detectors]
-['seasonal', 'extreme', 'cusum', 'stuck', 'jump', 'out_of_range']
+['cusum', 'neighbours', 'stuck', 'silence', 'out_of_range']
 """
 
 from __future__ import annotations
@@ -165,38 +165,45 @@ def _d(name: str, **params: Any) -> DetectorSpec:
     return DetectorSpec(name=name, params=params)
 
 
+_SILENCE = _d("silence", factor=1.5)
+
 DEFAULT_CONFIG = AnomalyConfig(
     kinds={
         Kind.POLLUTION: KindProfile(
             detectors=[
-                _d("seasonal", alert_z=12.0),
-                _d("extreme"),
-                _d("cusum", threshold=30.0),
-                _d("stuck", min_run=60),
-                _d("jump", max_rate_per_s=5.0),
+                _d("cusum", period="day_weekend", alpha=0.05, threshold=90.0),
+                _d("neighbours", alpha=0.005, alert_z=10.0),
+                _d("stuck", min_run=36),
+                _SILENCE,
             ],
         ),
         Kind.AMBIENT: KindProfile(
-            detectors=[_d("seasonal", alert_z=12.0), _d("stuck", min_run=120)],
+            detectors=[_d("stuck", min_run=36), _SILENCE],
             metrics={
                 "temperature_c": Profile(
-                    detectors=[
-                        _d("seasonal", alert_z=12.0),
-                        _d("stuck", min_run=120),
-                        _d("jump", max_rate_per_s=0.1),
-                    ]
+                    detectors=[_d("stuck", min_run=36), _d("jump", max_rate_per_s=0.1), _SILENCE]
                 ),
             },
         ),
         Kind.ENERGY: KindProfile(
-            detectors=[_d("seasonal", alert_z=12.0), _d("cusum", threshold=30.0)],
-            metrics={"energy_kwh": Profile(detectors=[_d("stuck", min_run=240)])},
+            detectors=[
+                _d("seasonal", alpha=0.05, alert_z=9.5),
+                _d("cusum", period="day_weekend", alpha=0.05, drift=0.25, threshold=52.0),
+                _SILENCE,
+            ],
+            metrics={"energy_kwh": Profile(detectors=[_d("stuck", min_run=36), _SILENCE])},
         ),
         Kind.TRAFFIC: KindProfile(
-            detectors=[_d("seasonal", alert_z=12.0), _d("cusum", threshold=30.0)],
+            detectors=[_d("seasonal", alpha=0.05, alert_z=10.0), _SILENCE],
         ),
         Kind.CROWD: KindProfile(
-            detectors=[_d("seasonal", alert_z=12.0), _d("cusum", threshold=30.0)],
+            detectors=[_d("seasonal", alpha=0.05, poisson=True, alert_z=10.0), _SILENCE],
+            metrics={
+                # Closing time empties a park in bursts that vary from day to day.
+                "exits": Profile(
+                    detectors=[_d("seasonal", alpha=0.05, poisson=True, alert_z=22.0), _SILENCE]
+                ),
+            },
         ),
     }
 )

@@ -2,9 +2,10 @@
 
 The history (``blocks`` x ``block`` observations) is kept as the maximum and minimum
 of each block, so it costs a few hundred bytes instead of thousands of values. A
-reading at the edge of the history's range scores 1 (the alert level); beyond it,
-1 plus the excess in units of a typical block's range; inside it, less than 1 by the
-same measure. Records are the most common sign of trouble in city data: the highest
+reading at the edge of the history's range scores 1; beyond it, 1 plus the excess in
+units of a typical block's range; inside it, less than 1 by the same measure. The
+alert level is ``1 + margin``: a new record by a hundredth of a typical block's range.
+Records are the most common sign of trouble in city data: the highest
 PM2.5 in two days, a speed lower than any seen, a meter drawing more than ever.
 
 >>> from stream.anomaly.base import Observation
@@ -46,12 +47,20 @@ class ExtremeValue(Detector):
         blocks: blocks of history kept; the first score comes after ``min_blocks``.
         min_blocks: completed blocks before the first non-zero score.
         min_scale: the smallest scale (a block's typical range), in the metric's unit.
+        margin: how far beyond the range, in typical block ranges, a reading must go
+            to be anomalous: the alert level is ``1 + margin``, so a reading that only
+            equals the record (a count back at 0, clean air at its usual floor) is not.
     """
 
     name: ClassVar[str] = "extreme"
 
     def __init__(
-        self, block: int = 100, blocks: int = 20, min_blocks: int = 1, min_scale: float = 1e-9
+        self,
+        block: int = 100,
+        blocks: int = 20,
+        min_blocks: int = 1,
+        min_scale: float = 1e-9,
+        margin: float = 0.01,
     ) -> None:
         if block < 2 or blocks < 1:
             msg = f"extreme: block must be >= 2 and blocks >= 1, not {block!r} and {blocks!r}"
@@ -63,29 +72,26 @@ class ExtremeValue(Detector):
         self.blocks = blocks
         self.min_blocks = min_blocks
         self.min_scale = min_scale
-        self.alert_level = 1.0
+        self.margin = margin
+        self.alert_level = 1.0 + margin
         self.state_fields = (
             StateField("hi", (blocks,), "float32", np.nan),
             StateField("lo", (blocks,), "float32", np.nan),
             StateField("cur_hi", (), "float32", -np.inf),
             StateField("cur_lo", (), "float32", np.inf),
+            # Summaries of the completed blocks, refreshed when a block completes.
+            StateField("hist_hi", (), "float32", -np.inf),
+            StateField("hist_lo", (), "float32", np.inf),
+            StateField("scale", (), "float32", min_scale),
             StateField("n", (), "int64", 0),
         )
         super().__init__()
 
     def _range(self, rows: IntArray) -> tuple[FloatArray, FloatArray, FloatArray]:
         s = self._state
-        hi_b = s["hi"][rows].astype(np.float64)
-        lo_b = s["lo"][rows].astype(np.float64)
-        filled = ~np.isnan(hi_b)
-        hi = np.maximum(np.max(np.where(filled, hi_b, -np.inf), axis=1), s["cur_hi"][rows])
-        lo = np.minimum(np.min(np.where(filled, lo_b, np.inf), axis=1), s["cur_lo"][rows])
-        spans = np.where(filled, hi_b - lo_b, np.inf)
-        spans.sort(axis=1)
-        count = filled.sum(axis=1)
-        middle = spans[np.arange(len(rows)), np.maximum(count - 1, 0) // 2]
-        scale = np.where(count > 0, np.maximum(middle, self.min_scale), self.min_scale)
-        return hi, lo, scale
+        hi = np.maximum(s["hist_hi"][rows], s["cur_hi"][rows]).astype(np.float64)
+        lo = np.minimum(s["hist_lo"][rows], s["cur_lo"][rows]).astype(np.float64)
+        return hi, lo, s["scale"][rows].astype(np.float64)
 
     def _score(
         self, rows: IntArray, ts: FloatArray, x: FloatArray, neighbours: FloatArray | None
@@ -110,9 +116,18 @@ class ExtremeValue(Detector):
             s["lo"][done, slot] = s["cur_lo"][done]
             s["cur_hi"][done] = -np.inf
             s["cur_lo"][done] = np.inf
+            hi_b, lo_b = s["hi"][done], s["lo"][done]
+            filled = ~np.isnan(hi_b)
+            s["hist_hi"][done] = np.max(np.where(filled, hi_b, -np.inf), axis=1)
+            s["hist_lo"][done] = np.min(np.where(filled, lo_b, np.inf), axis=1)
+            # The scale: the median range of the completed blocks (the lower middle one).
+            spans = np.sort(np.where(filled, hi_b - lo_b, np.inf), axis=1)
+            middle = spans[np.arange(len(done)), (filled.sum(axis=1) - 1) // 2]
+            s["scale"][done] = np.maximum(middle, self.min_scale)
 
     def _expect(
         self, rows: IntArray, ts: FloatArray, neighbours: FloatArray | None
     ) -> tuple[FloatArray, FloatArray, FloatArray]:
         hi, lo, _ = self._range(rows)
-        return (hi + lo) / 2, lo, hi
+        with np.errstate(invalid="ignore"):  # no data yet: -inf + inf
+            return (hi + lo) / 2, lo, hi

@@ -37,12 +37,30 @@ from stream.anomaly.base import (
     register,
 )
 
-__all__ = ["BUCKETS", "Period", "SeasonalBaseline", "bucket_of"]
+__all__ = ["BUCKETS", "Period", "SeasonalBaseline", "bucket_of", "scale_floor"]
 
 Period = Literal["day", "day_weekend", "week"]
 BUCKETS: dict[str, int] = {"day": 24, "day_weekend": 48, "week": 168}
 """How many buckets each period has."""
 _EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
+
+
+def scale_floor(
+    mean: FloatArray, min_scale: float, relative_floor: float, poisson: bool
+) -> FloatArray:
+    """The smallest scale a baseline may have around ``mean``.
+
+    ``min_scale`` plus ``relative_floor`` of ``|mean|``; for counts (``poisson``) also
+    the Poisson spread ``sqrt(|mean| + 1)``, so a gate that counts 3 visitors at night
+    where it usually counts 0 is not a thousand deviations away.
+
+    >>> scale_floor(np.array([0.0, 100.0]), 0.0, 0.01, poisson=True).round(2)
+    array([ 1.  , 11.05])
+    """
+    floor = min_scale + relative_floor * np.abs(mean)
+    if poisson:
+        floor = floor + np.sqrt(np.abs(mean) + 1.0)
+    return floor
 
 
 def bucket_of(ts: FloatArray, period: Period, utc_offset_h: float) -> IntArray:
@@ -76,6 +94,8 @@ class SeasonalBaseline(Detector):
         clip: residuals are clipped at this many deviations before being learned.
         min_scale: the smallest deviation, in the metric's unit.
         relative_floor: the smallest deviation as a fraction of ``|mean|``.
+        poisson: the series counts events (visitors, vehicles): the deviation is at
+            least the Poisson spread of the mean.
         alert_z: the score from which a reading is anomalous.
     """
 
@@ -90,6 +110,7 @@ class SeasonalBaseline(Detector):
         clip: float = 3.0,
         min_scale: float = 1e-6,
         relative_floor: float = 0.02,
+        poisson: bool = False,
         alert_z: float = 4.0,
     ) -> None:
         if period not in BUCKETS:
@@ -105,6 +126,7 @@ class SeasonalBaseline(Detector):
         self.clip = clip
         self.min_scale = min_scale
         self.relative_floor = relative_floor
+        self.poisson = poisson
         self.alert_z = alert_z
         self.alert_level = alert_z
         buckets = BUCKETS[period]
@@ -121,7 +143,9 @@ class SeasonalBaseline(Detector):
         b = bucket_of(ts, self.period, self.utc_offset_h)
         mean = self._state["mean"][rows, b].astype(np.float64)
         dev = self._state["dev"][rows, b].astype(np.float64)
-        scale = np.maximum(dev, self.min_scale + self.relative_floor * np.abs(mean))
+        scale = np.maximum(
+            dev, scale_floor(mean, self.min_scale, self.relative_floor, self.poisson)
+        )
         return b, mean, scale, self._state["n"][rows, b].astype(np.intp)
 
     def _score(
