@@ -85,7 +85,10 @@ def _backtest_csv(
             scored.append(nab.ScoredSeries(key, series.timestamps, scores))
     if windows is not None:
         results = nab.score_corpus(scored, windows)
+        standard = results["standard"].threshold
         print(nab.format_report(results), file=report)
+        print(f"\nwindows at the standard profile's threshold ({standard:.6g}):", file=report)
+        print(nab.format_detections(nab.window_detections(scored, windows, standard)), file=report)
     return scored
 
 

@@ -44,6 +44,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 __all__ = [
     "REGISTRY",
@@ -315,11 +316,48 @@ def register(cls: type[Detector]) -> type[Detector]:
     return cls
 
 
+def _checked(cls: type[Detector], params: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters converted to the constructor's annotated types; errors name them."""
+    adapter = _ADAPTERS.get(cls)
+    if adapter is None:
+        fields: dict[str, Any] = {
+            p.name: (
+                Any if p.annotation is inspect.Parameter.empty else p.annotation,
+                ... if p.default is inspect.Parameter.empty else p.default,
+            )
+            for p in inspect.signature(cls.__init__, eval_str=True).parameters.values()
+            if p.name != "self"
+        }
+        adapter = _ADAPTERS[cls] = create_model(
+            f"{cls.__name__}Params", __config__=ConfigDict(extra="forbid"), **fields
+        )
+    try:
+        checked = adapter.model_validate(dict(params))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']} (got {e['input']!r})"
+            for e in exc.errors()
+        )
+        msg = f"detector {cls.name!r}: {problems}"
+        raise AnomalyError(msg) from None
+    return {k: getattr(checked, k) for k in params}
+
+
+_ADAPTERS: dict[type[Detector], type[BaseModel]] = {}
+
+
 def build(name: str, params: Mapping[str, Any] | None = None) -> Detector:
     """Build a registered detector from its name and parameters.
 
+    Parameters are checked against the constructor's types first, so a mistake in a
+    config file is named with its value.
+
     >>> build("rolling_mad", {"window": 30})
     RollingMedianMAD(window=30, ...)
+    >>> build("rolling_mad", {"window": "long"})
+    Traceback (most recent call last):
+    ...
+    stream.anomaly.base.AnomalyError: detector 'rolling_mad': window: ... (got 'long')
     >>> build("median")
     Traceback (most recent call last):
     ...
@@ -329,8 +367,4 @@ def build(name: str, params: Mapping[str, Any] | None = None) -> Detector:
     if cls is None:
         msg = f"unknown detector {name!r}; known: {', '.join(sorted(REGISTRY))}"
         raise AnomalyError(msg)
-    try:
-        return cls(**dict(params or {}))
-    except TypeError as exc:
-        msg = f"detector {name!r}: {exc}"
-        raise AnomalyError(msg) from None
+    return cls(**_checked(cls, params or {}))

@@ -20,7 +20,7 @@ instead of paging someone at every reading.
 >>> round(v.score, 2), v.detector
 (1.0, 'rolling_mad')
 >>> print(v.explanation)
-rolling_mad: 30 is outside the expected band [5.07, 16.93] around 11 (score 12.8, alert level 4)
+rolling_mad: 30 is 13.07 above the expected band [5.07, 16.93] around 11 (score 12.8, alert level 4)
 """
 
 from __future__ import annotations
@@ -82,11 +82,14 @@ class Verdict:
         e = self.expectation
         if e is None:
             return f"{head} {tail}"
-        where = "outside" if not e.low <= self.value <= e.high else "inside"
-        return (
-            f"{head} is {where} the expected band [{e.low:.4g}, {e.high:.4g}] "
-            f"around {e.expected:.4g} {tail}"
-        )
+        band = f"the expected band [{e.low:.4g}, {e.high:.4g}] around {e.expected:.4g}"
+        if self.value > e.high:
+            where = f"{self.value - e.high:.4g} above {band}"
+        elif self.value < e.low:
+            where = f"{e.low - self.value:.4g} below {band}"
+        else:
+            where = f"inside {band}"
+        return f"{head} is {where} {tail}"
 
 
 class Combiner:

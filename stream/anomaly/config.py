@@ -30,7 +30,7 @@ catalogue.
 ['extreme', 'seasonal']
 >>> combiner = config.combiner_for("pollution", "pm2_5")
 >>> [d.name for d in combiner.detectors]
-['cusum', 'neighbours', 'stuck', 'silence', 'out_of_range']
+['neighbours', 'cusum', 'stuck', 'silence', 'out_of_range']
 """
 
 from __future__ import annotations
@@ -167,15 +167,33 @@ def _d(name: str, **params: Any) -> DetectorSpec:
 
 _SILENCE = _d("silence", factor=1.5)
 
+
+def _pollutant(neighbour_z: float) -> Profile:
+    """A pollutant's profile: its spread between stations sets the spatial alert level."""
+    return Profile(
+        detectors=[
+            _d("neighbours", alpha=0.005, alert_z=neighbour_z),
+            _d("cusum", period="day_weekend", alpha=0.05, threshold=2000.0),
+            _d("stuck", min_run=36),
+            _SILENCE,
+        ]
+    )
+
+
 DEFAULT_CONFIG = AnomalyConfig(
     kinds={
+        # Weather moves every station of a region together, for days: a sensor is judged
+        # against its neighbours first, and a level shift only when it lasts.
         Kind.POLLUTION: KindProfile(
-            detectors=[
-                _d("cusum", period="day_weekend", alpha=0.05, threshold=90.0),
-                _d("neighbours", alpha=0.005, alert_z=10.0),
-                _d("stuck", min_run=36),
-                _SILENCE,
-            ],
+            detectors=_pollutant(8.0).detectors,
+            metrics={
+                "pm2_5": _pollutant(7.0),
+                "pm10": _pollutant(24.0),
+                "co": _pollutant(5.5),
+                "no2": _pollutant(6.0),
+                "so2": _pollutant(14.0),
+                "o3": _pollutant(12.0),
+            },
         ),
         Kind.AMBIENT: KindProfile(
             detectors=[_d("stuck", min_run=36), _SILENCE],
@@ -186,11 +204,7 @@ DEFAULT_CONFIG = AnomalyConfig(
             },
         ),
         Kind.ENERGY: KindProfile(
-            detectors=[
-                _d("seasonal", alpha=0.05, alert_z=9.5),
-                _d("cusum", period="day_weekend", alpha=0.05, drift=0.25, threshold=52.0),
-                _SILENCE,
-            ],
+            detectors=[_d("seasonal", alpha=0.05, alert_z=16.0), _SILENCE],
             metrics={"energy_kwh": Profile(detectors=[_d("stuck", min_run=36), _SILENCE])},
         ),
         Kind.TRAFFIC: KindProfile(

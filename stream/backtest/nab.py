@@ -57,7 +57,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from itertools import pairwise
 from pathlib import Path
 from types import MappingProxyType
@@ -78,6 +78,8 @@ __all__ = [
     "ScoredSeries",
     "ThresholdSweep",
     "Window",
+    "WindowDetection",
+    "format_detections",
     "format_report",
     "label_key",
     "load_series",
@@ -90,6 +92,7 @@ __all__ = [
     "score_at_threshold",
     "score_corpus",
     "threshold_sweep",
+    "window_detections",
 ]
 
 Window = tuple[datetime, datetime]
@@ -759,6 +762,78 @@ def format_report(results: Mapping[str, CorpusScore]) -> str:
         ]
         files.append([key, str(first.windows), *cells])
     return f"{_table(summary)}\n\n{_table(files)}"
+
+
+@dataclass(frozen=True)
+class WindowDetection:
+    """When a label window was first detected at a threshold: NAB's incidents, one by one.
+
+    Attributes:
+        key: the file's label key.
+        start: the window's first row's time.
+        end: the window's last row's time.
+        detected: the first scored row in the window at or above the threshold, if any.
+    """
+
+    key: str
+    start: datetime
+    end: datetime
+    detected: datetime | None
+
+    @property
+    def delay(self) -> timedelta | None:
+        """From the window's start to its first detection.
+
+        NAB centres windows on the anomaly, so the first half of a window is lead time.
+        """
+        return None if self.detected is None else self.detected - self.start
+
+
+def window_detections(
+    files: Sequence[ScoredSeries], windows: Mapping[str, Sequence[Window]], threshold: float
+) -> list[WindowDetection]:
+    """Each window of each file with its first detection at ``threshold``, in file order.
+
+    Rows of the probationary period do not count, as in the score.
+    """
+    found: list[WindowDetection] = []
+    for series in files:
+        scores = np.asarray(series.scores, dtype=np.float64)
+        first = probation_length(len(series.timestamps))
+        for start, end in windows[series.key]:
+            detected = next(
+                (
+                    ts
+                    for row, ts in enumerate(series.timestamps)
+                    if row >= first and start <= ts <= end and scores[row] >= threshold
+                ),
+                None,
+            )
+            found.append(WindowDetection(series.key, start, end, detected))
+    return found
+
+
+def format_detections(detections: Sequence[WindowDetection]) -> str:
+    """Window detections as a table: file, window, first detection and delay."""
+    rows = [["file", "window start", "window end", "first detection", "after start"]]
+    for d in detections:
+        rows.append(
+            [
+                d.key,
+                f"{d.start:%Y-%m-%d %H:%M}",
+                f"{d.end:%Y-%m-%d %H:%M}",
+                "-" if d.detected is None else f"{d.detected:%Y-%m-%d %H:%M}",
+                "-" if d.delay is None else _duration(d.delay),
+            ]
+        )
+    return _table(rows)
+
+
+def _duration(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    days, minutes = divmod(minutes, 1440)
+    hours, minutes = divmod(minutes, 60)
+    return (f"{days}d" if days else "") + f"{hours}h{minutes:02d}m"
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
