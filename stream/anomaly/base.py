@@ -54,6 +54,7 @@ __all__ = [
     "Observation",
     "StateField",
     "build",
+    "check",
     "register",
 ]
 
@@ -64,6 +65,12 @@ BoolArray = npt.NDArray[np.bool_]
 
 class AnomalyError(ValueError):
     """A detector configuration or state that cannot be used; the message names what."""
+
+
+def check(ok: bool, message: str) -> None:
+    """Raise :class:`AnomalyError` with ``message`` unless ``ok``: a constructor's checks."""
+    if not ok:
+        raise AnomalyError(message)
 
 
 @dataclass(frozen=True, slots=True)

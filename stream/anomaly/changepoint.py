@@ -30,12 +30,12 @@ from typing import ClassVar
 import numpy as np
 
 from stream.anomaly.base import (
-    AnomalyError,
     BoolArray,
     Detector,
     FloatArray,
     IntArray,
     StateField,
+    check,
     register,
 )
 from stream.anomaly.seasonal import BUCKETS, Period, bucket_of, scale_floor
@@ -76,15 +76,12 @@ class Cusum(Detector):
         relative_floor: float = 0.01,
         poisson: bool = False,
     ) -> None:
-        if period is not None and period not in BUCKETS:
-            msg = f"cusum: period must be None or one of {', '.join(BUCKETS)}, not {period!r}"
-            raise AnomalyError(msg)
-        if not 0 < alpha <= 1:
-            msg = f"cusum: alpha must be in (0, 1], not {alpha!r}"
-            raise AnomalyError(msg)
-        if threshold <= 0:
-            msg = f"cusum: threshold must be positive, not {threshold!r}"
-            raise AnomalyError(msg)
+        check(
+            period is None or period in BUCKETS,
+            f"cusum: period must be None or one of {', '.join(BUCKETS)}, not {period!r}",
+        )
+        check(0 < alpha <= 1, f"cusum: alpha must be in (0, 1], not {alpha!r}")
+        check(threshold > 0, f"cusum: threshold must be positive, not {threshold!r}")
         self.period = period
         self.utc_offset_h = utc_offset_h
         self.alpha = alpha

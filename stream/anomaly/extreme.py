@@ -27,11 +27,11 @@ from typing import ClassVar
 import numpy as np
 
 from stream.anomaly.base import (
-    AnomalyError,
     Detector,
     FloatArray,
     IntArray,
     StateField,
+    check,
     register,
 )
 
@@ -62,12 +62,12 @@ class ExtremeValue(Detector):
         min_scale: float = 1e-9,
         margin: float = 0.01,
     ) -> None:
-        if block < 2 or blocks < 1:
-            msg = f"extreme: block must be >= 2 and blocks >= 1, not {block!r} and {blocks!r}"
-            raise AnomalyError(msg)
-        if not 1 <= min_blocks <= blocks:
-            msg = f"extreme: min_blocks must be in [1, blocks={blocks}], not {min_blocks!r}"
-            raise AnomalyError(msg)
+        check(block >= 2, f"extreme: block must be at least 2, not {block!r}")
+        check(
+            1 <= min_blocks <= blocks,
+            f"extreme: min_blocks must be in [1, blocks={blocks}], not {min_blocks!r}",
+        )
+        check(margin >= 0, f"extreme: margin must be >= 0, not {margin!r}")
         self.block = block
         self.blocks = blocks
         self.min_blocks = min_blocks

@@ -54,6 +54,7 @@ from stream.anomaly.base import (
     FloatArray,
     IntArray,
     StateField,
+    check,
     register,
 )
 from telemetry.catalogue import Kind, MetricSpec, metric_spec
@@ -64,12 +65,6 @@ __all__ = ["MAX_RATE_PER_S", "Jump", "OutOfRange", "Overdue", "Silence", "StuckV
 BoolArray = npt.NDArray[np.bool_]
 
 _INT32_MAX = np.iinfo(np.int32).max
-
-
-def _check(ok: bool, message: str) -> None:
-    """Raise :class:`AnomalyError` with ``message`` unless ``ok``."""
-    if not ok:
-        raise AnomalyError(message)
 
 
 def _spec(detector: str, kind: Kind | str, metric: str) -> MetricSpec:
@@ -110,13 +105,13 @@ class StuckValue(Detector):
     def __init__(
         self, min_run: int = 10, tolerance: float = 0.0, ignore_values: Sequence[float] = ()
     ) -> None:
-        _check(min_run >= 2, f"stuck: min_run must be at least 2, not {min_run!r}")
-        _check(
+        check(min_run >= 2, f"stuck: min_run must be at least 2, not {min_run!r}")
+        check(
             math.isfinite(tolerance) and tolerance >= 0,
             f"stuck: tolerance must be a finite number >= 0, not {tolerance!r}",
         )
         values = tuple(float(v) for v in ignore_values)
-        _check(
+        check(
             all(math.isfinite(v) for v in values),
             f"stuck: ignore_values must be finite numbers, not {ignore_values!r}",
         )
@@ -204,11 +199,11 @@ class Silence(Detector):
         grace_period: int = 5,
         min_interval_s: float = 1.0,
     ) -> None:
-        _check(factor >= 1, f"silence: factor must be at least 1, not {factor!r}")
-        _check(0 < alpha <= 1, f"silence: alpha must be in (0, 1], not {alpha!r}")
-        _check(clip > 1, f"silence: clip must be greater than 1, not {clip!r}")
-        _check(grace_period >= 1, f"silence: grace_period must be >= 1, not {grace_period!r}")
-        _check(
+        check(factor >= 1, f"silence: factor must be at least 1, not {factor!r}")
+        check(0 < alpha <= 1, f"silence: alpha must be in (0, 1], not {alpha!r}")
+        check(clip > 1, f"silence: clip must be greater than 1, not {clip!r}")
+        check(grace_period >= 1, f"silence: grace_period must be >= 1, not {grace_period!r}")
+        check(
             0 < min_interval_s < math.inf,
             f"silence: min_interval_s must be a positive number, not {min_interval_s!r}",
         )
@@ -298,11 +293,11 @@ class OutOfRange(Detector):
 
     def __init__(self, low: float | None = None, high: float | None = None) -> None:
         for label, bound in (("low", low), ("high", high)):
-            _check(
+            check(
                 bound is None or math.isfinite(bound),
                 f"out_of_range: {label} must be a finite number or None, not {bound!r}",
             )
-        _check(
+        check(
             low is None or high is None or low < high,
             f"out_of_range: low={low!r} must be below high={high!r}",
         )
@@ -425,15 +420,15 @@ class Jump(Detector):
     def __init__(
         self, max_rate_per_s: float, max_gap_s: float = 3600.0, min_dt_s: float = 1.0
     ) -> None:
-        _check(
+        check(
             0 < max_rate_per_s < math.inf,
             f"jump: max_rate_per_s must be a positive number, not {max_rate_per_s!r}",
         )
-        _check(
+        check(
             0 < min_dt_s < math.inf,
             f"jump: min_dt_s must be a positive number, not {min_dt_s!r}",
         )
-        _check(
+        check(
             min_dt_s <= max_gap_s,
             f"jump: max_gap_s must be at least min_dt_s={min_dt_s!r}, not {max_gap_s!r}",
         )

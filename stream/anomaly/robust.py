@@ -26,11 +26,11 @@ from typing import ClassVar
 import numpy as np
 
 from stream.anomaly.base import (
-    AnomalyError,
     Detector,
     FloatArray,
     IntArray,
     StateField,
+    check,
     register,
 )
 
@@ -62,12 +62,11 @@ class RollingMedianMAD(Detector):
         relative_floor: float = 0.01,
         alert_z: float = 4.0,
     ) -> None:
-        if window < 3:
-            msg = f"rolling_mad: window must be at least 3, not {window!r}"
-            raise AnomalyError(msg)
-        if not 1 <= grace_period <= window:
-            msg = f"rolling_mad: grace_period must be in [1, window={window}], not {grace_period!r}"
-            raise AnomalyError(msg)
+        check(window >= 3, f"rolling_mad: window must be at least 3, not {window!r}")
+        check(
+            1 <= grace_period <= window,
+            f"rolling_mad: grace_period must be in [1, window={window}], not {grace_period!r}",
+        )
         self.window = window
         self.grace_period = grace_period
         self.min_scale = min_scale

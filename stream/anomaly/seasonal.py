@@ -29,11 +29,11 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from stream.anomaly.base import (
-    AnomalyError,
     Detector,
     FloatArray,
     IntArray,
     StateField,
+    check,
     register,
 )
 
@@ -113,12 +113,12 @@ class SeasonalBaseline(Detector):
         poisson: bool = False,
         alert_z: float = 4.0,
     ) -> None:
-        if period not in BUCKETS:
-            msg = f"seasonal: period must be one of {', '.join(BUCKETS)}, not {period!r}"
-            raise AnomalyError(msg)
-        if not 0 < alpha <= 1:
-            msg = f"seasonal: alpha must be in (0, 1], not {alpha!r}"
-            raise AnomalyError(msg)
+        check(
+            period in BUCKETS,
+            f"seasonal: period must be one of {', '.join(BUCKETS)}, not {period!r}",
+        )
+        check(0 < alpha <= 1, f"seasonal: alpha must be in (0, 1], not {alpha!r}")
+        check(alert_z > 0, f"seasonal: alert_z must be positive, not {alert_z!r}")
         self.period = period
         self.utc_offset_h = utc_offset_h
         self.alpha = alpha
