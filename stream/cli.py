@@ -5,8 +5,11 @@
     is a CSV with ``timestamp`` and ``value`` columns (a path, or ``-`` / nothing for
     standard input), scored as one series; or a ``.jsonl`` file of wire-format
     readings (``urbansense-sim run``'s ``readings.jsonl``), scored metric by metric
-    with each kind's profile. One input writes to ``--output`` (standard output by
-    default); several write one file each into the ``--output`` directory.
+    with each kind's profile, sensors that went quiet looked for every ``--silence-s``
+    seconds of event time, and pollution stations compared with their district's when
+    ``--registry`` names the site registry. One input writes to ``--output``
+    (standard output by default); several write one file each into the ``--output``
+    directory.
 
     With ``--labels``, it scores the detections too: NAB's label windows
     (``combined_windows.json``) give the NAB score of the CSV inputs for NAB's three
@@ -29,7 +32,7 @@ from pathlib import Path
 from typing import IO
 
 from stream.anomaly.config import AnomalyConfig, load_config
-from stream.anomaly.scorer import MetricScore, ReadingScorer
+from stream.anomaly.scorer import MetricScore, ReadingScorer, neighbours_from_registry
 from stream.backtest import incidents, nab
 from stream.backtest.errors import BacktestError
 from stream.backtest.run import (
@@ -41,6 +44,7 @@ from stream.backtest.run import (
 )
 from telemetry import Kind
 from telemetry.documents import DocumentError
+from telemetry.registry import load_example_registry, load_registry
 
 __all__ = ["main"]
 
@@ -54,16 +58,22 @@ def _opened(path: str, mode: str) -> Iterator[IO[str]]:
         yield f
 
 
-def _output_path(args: argparse.Namespace, source: str, suffix: str) -> str:
-    """Where one input's scores go: the output, or a file in the output directory."""
-    if len(args.inputs) <= 1:
-        return args.output or "-"
+def _output_paths(args: argparse.Namespace, suffix: str) -> list[str]:
+    """Where each input's scores go: the output, or a file each in the output directory."""
+    inputs = args.inputs or ["-"]
+    if len(inputs) == 1:
+        return [args.output or "-"]
     if not args.output:
         msg = "several inputs need --output DIR for their scores"
         raise BacktestError(msg)
     directory = Path(args.output)
+    paths = [str(directory / (Path(source).stem + suffix)) for source in inputs]
+    clash = next((p for p in paths if paths.count(p) > 1), None)
+    if clash is not None:
+        msg = f"two inputs would write {clash}: give inputs different file names"
+        raise BacktestError(msg)
     directory.mkdir(parents=True, exist_ok=True)
-    return str(directory / (Path(source).stem + suffix))
+    return paths
 
 
 def _backtest_csv(
@@ -72,13 +82,14 @@ def _backtest_csv(
     scored: list[nab.ScoredSeries] = []
     zone = timezone(timedelta(hours=config.utc_offset_h))
     windows = nab.load_windows(args.labels, zone) if args.labels else None
-    for source in args.inputs or ["-"]:
+    outputs = _output_paths(args, ".scores.csv")
+    for source, output in zip(args.inputs or ["-"], outputs, strict=True):
         with _opened(source, "r") as f:
             name = "<stdin>" if source == "-" else source
             series = read_series(f, name, utc_offset_h=config.utc_offset_h)
         combiner = config.combiner_for(args.kind, args.metric)
         scores = score_series(combiner, series)
-        with _opened(_output_path(args, source, ".scores.csv"), "w") as out:
+        with _opened(output, "w") as out:
             write_series(out, series, scores)
         if windows is not None:
             key = nab.label_key(source, windows)
@@ -93,15 +104,21 @@ def _backtest_csv(
 
 
 def _backtest_readings(args: argparse.Namespace, config: AnomalyConfig, report: IO[str]) -> None:
-    scorer = ReadingScorer(config)
+    neighbours = None
+    if args.registry:
+        registry = (
+            load_example_registry() if args.registry == "example" else load_registry(args.registry)
+        )
+        neighbours = neighbours_from_registry(registry)
+    scorer = ReadingScorer(config, neighbours)
     results: list[MetricScore] = []
     sensor_kind: dict[str, str] = {}
-    for source in args.inputs:
+    for source, output in zip(args.inputs, _output_paths(args, ".scores.csv"), strict=True):
         with _opened(source, "r") as f:
-            scores = scorer.score_all(read_readings(f, source))
-            with _opened(_output_path(args, source, ".scores.csv"), "w") as out:
+            scores = scorer.score_all(read_readings(f, source), check_silence_s=args.silence_s)
+            with _opened(output, "w") as out:
                 kept = _keep(scores, args.threshold, results, sensor_kind)
-                write_metric_scores(out, kept)
+                write_metric_scores(out, (s for s in kept if s.reading))
     if args.labels:
         labels = incidents.load_ground_truth(args.labels)
         detections = [incidents.Detection(s.ts, s.sensor_id, s.metric, s.score) for s in results]
@@ -162,6 +179,17 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--output", help="scores file (one input) or directory (several); default stdout"
     )
     bt.add_argument("--labels", help="NAB combined_windows.json, or a simulator ground-truth.jsonl")
+    bt.add_argument(
+        "--registry",
+        help="site registry of the readings' sensors (a file, or 'example'): "
+        "compares each pollution station with its district's",
+    )
+    bt.add_argument(
+        "--silence-s",
+        type=float,
+        default=300.0,
+        help="readings: look for sensors gone quiet every this many seconds of event time",
+    )
     bt.add_argument(
         "--threshold",
         type=float,

@@ -7,8 +7,8 @@ largest of these; the detector behind it is named in the explanation, with the v
 it expected, its normal band and by how much the reading left it.
 
 After a series crosses 0.5, its episode is under way: for ``cooldown`` observations
-its score is held below 0.5 unless the reading is more anomalous than the episode's
-peak so far, so a long incident raises one alert and a worse turn of it another,
+its score is halved (and kept below 0.5) unless the reading is more anomalous than the
+episode's peak so far, so a long incident raises one alert and a worse turn of it another,
 instead of paging someone at every reading.
 
 >>> from stream.anomaly.base import Observation
@@ -42,6 +42,9 @@ from stream.anomaly.base import (
 )
 
 __all__ = ["Combiner", "Verdict", "calibrate"]
+
+_HELD_MAX = float(np.nextafter(0.5, 0.0))
+"""A held score stays below the alert level even when the calibration saturates at 1."""
 
 
 def calibrate(score: FloatArray, alert_level: float, sharpness: float = 2.0) -> FloatArray:
@@ -182,7 +185,7 @@ class Combiner:
             levels = np.asarray([d.alert_level for d in self.detectors])
             ratio = raw[which, cols] / levels[which]
             held = self._hold.process(self._hold.rows_of(keys), ts, ratio)
-            score = np.where(held > 0, score / 2, score)
+            score = np.where(held > 0, np.minimum(score / 2, _HELD_MAX), score)
         return score, which, raw[which, cols]
 
     def process_one(self, x: Observation, key: Hashable = None) -> Verdict:

@@ -141,6 +141,8 @@ class AnomalyConfig(_Model):
             return self.default
         if metric is not None and metric in kind_profile.metrics:
             by_metric = kind_profile.metrics[metric]
+            if "range_check" in by_metric.model_fields_set:
+                return by_metric
             return by_metric.model_copy(update={"range_check": kind_profile.range_check})
         return kind_profile
 

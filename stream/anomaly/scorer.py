@@ -57,6 +57,8 @@ class MetricScore:
         score: calibrated score in ``[0, 1]``; 0.5 is the alert level.
         detector: the detector behind the score.
         raw: that detector's own score.
+        reading: False for a silence found by :meth:`ReadingScorer.overdue`, which
+            belongs to no reading.
     """
 
     sensor_id: str
@@ -67,6 +69,7 @@ class MetricScore:
     score: float
     detector: str
     raw: float
+    reading: bool = True
 
 
 def neighbours_from_registry(registry: Registry) -> dict[str, list[str]]:
@@ -97,7 +100,9 @@ class ReadingScorer:
         self.config = config
         self.neighbours = dict(neighbours or {})
         self.combiners: dict[tuple[Kind, str], Combiner] = {}
-        self._latest: dict[tuple[str, str], float] = {}
+        self.latest: dict[tuple[str, str], float] = {}
+        """The last value of every (metric, sensor): the neighbours' consensus comes from
+        it, so it is state to keep beside the combiners' snapshots."""
 
     def combiner(self, kind: Kind, metric: str) -> Combiner:
         """The combiner of a kind's metric, built on first use."""
@@ -118,7 +123,7 @@ class ReadingScorer:
         results = {key: self._score_group(*key, members) for key, members in groups.items()}
         for (_, metric), members in groups.items():
             for r in members:
-                self._latest[metric, r.sensor_id] = r.metrics[metric]
+                self.latest[metric, r.sensor_id] = r.metrics[metric]
         return [results[kind, metric][i] for kind, metric, i in order]
 
     def _score_group(self, kind: Kind, metric: str, members: list[Reading]) -> list[MetricScore]:
@@ -129,7 +134,7 @@ class ReadingScorer:
         x = np.fromiter((r.metrics[metric] for r in members), np.float64, n)
         neighbours = None
         if combiner.uses_neighbours:
-            latest = self._latest
+            latest = self.latest
             neighbours = pad_neighbours(
                 [
                     [latest[metric, s] for s in self.neighbours.get(k, ()) if (metric, s) in latest]
@@ -178,6 +183,7 @@ class ReadingScorer:
                             float(score),
                             detector.name,
                             float(raw),
+                            reading=False,
                         )
                     )
         return found

@@ -51,12 +51,13 @@ FloatArray = np.ndarray
 
 @dataclass(frozen=True, slots=True)
 class Series:
-    """One CSV series: its rows' timestamps (as written and as aware times) and values."""
+    """One CSV series: its rows' timestamps and values, as written and as numbers."""
 
     source: str
     texts: list[str]
     timestamps: list[datetime]
     values: np.ndarray
+    value_texts: list[str]
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -94,6 +95,7 @@ def read_series(stream: IO[str], source: str, *, utc_offset_h: float = 8.0) -> S
     texts: list[str] = []
     stamps: list[datetime] = []
     values: list[float] = []
+    value_texts: list[str] = []
     for line, row in enumerate(reader, start=2):
         if not row:
             continue
@@ -111,7 +113,8 @@ def read_series(stream: IO[str], source: str, *, utc_offset_h: float = 8.0) -> S
             raise BacktestError(msg)
         texts.append(row[t_col])
         values.append(value)
-    return Series(source, texts, stamps, np.asarray(values, dtype=np.float64))
+        value_texts.append(row[v_col].strip())
+    return Series(source, texts, stamps, np.asarray(values, dtype=np.float64), value_texts)
 
 
 def score_series(combiner: Combiner, series: Series, key: str = "series") -> FloatArray:
@@ -122,11 +125,14 @@ def score_series(combiner: Combiner, series: Series, key: str = "series") -> Flo
 
 
 def write_series(out: IO[str], series: Series, scores: FloatArray) -> None:
-    """Write ``timestamp,value,anomaly_score``, one row per input row, in input order."""
+    """Write ``timestamp,value,anomaly_score``, one row per input row, in input order.
+
+    The timestamp and the value are written as they were read.
+    """
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["timestamp", "value", "anomaly_score"])
-    for text, value, score in zip(series.texts, series.values, scores, strict=True):
-        writer.writerow([text, f"{value:.15g}", f"{score:.6g}"])
+    for text, value, score in zip(series.texts, series.value_texts, scores, strict=True):
+        writer.writerow([text, value, f"{score:.6g}"])
 
 
 def read_readings(stream: IO[str], source: str) -> Iterator[Reading]:
@@ -150,7 +156,10 @@ READING_COLUMNS = ("timestamp", "sensor_id", "kind", "metric", "value", "anomaly
 
 
 def write_metric_scores(out: IO[str], scores: Iterable[MetricScore]) -> None:
-    """Write scored readings, one row per metric of each reading, in input order."""
+    """Write scored readings, one row per metric of each reading, in input order.
+
+    Values are written as the shortest text that reads back as the same number.
+    """
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(READING_COLUMNS)
     for s in scores:
@@ -160,7 +169,7 @@ def write_metric_scores(out: IO[str], scores: Iterable[MetricScore]) -> None:
                 s.sensor_id,
                 s.kind,
                 s.metric,
-                f"{s.value:.15g}",
+                repr(s.value),
                 f"{s.score:.6g}",
                 s.detector,
             ]
