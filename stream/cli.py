@@ -18,6 +18,13 @@
     detect per incident kind for readings input. The report goes to standard error
     when the scores go to standard output.
 
+``urbansense aqi --input CSV``
+    Computes the air quality index of every row of a CSV of hourly station
+    concentrations (CNEMC's column names by default, others mapped with ``--column
+    METRIC=NAME``): HJ 633-2012 as CNEMC publishes it hourly, or the US EPA AQI with
+    ``--standard epa``; each row is written back with its AQI, level, colour and
+    primary pollutant(s), and checked against an official ``aqi`` column if present.
+
 Exit status: 0 done, 2 bad input (the message names the file, line and field).
 """
 
@@ -42,6 +49,8 @@ from stream.backtest.run import (
     write_metric_scores,
     write_series,
 )
+from stream.indices.aqi import AqiError
+from stream.indices.aqi_csv import add_parser as add_aqi_parser
 from telemetry import Kind
 from telemetry.documents import DocumentError
 from telemetry.registry import load_example_registry, load_registry
@@ -203,18 +212,19 @@ def _parser() -> argparse.ArgumentParser:
         help="minutes after an incident's end that still count; default 30",
     )
     bt.set_defaults(func=_cmd_backtest)
+    add_aqi_parser(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
-    if args.metric and not args.kind:
+    if getattr(args, "metric", None) and not args.kind:
         print("urbansense: --metric needs --kind", file=sys.stderr)
         return 2
     try:
         status: int = args.func(args)
-    except (BacktestError, DocumentError, OSError) as exc:
+    except (AqiError, BacktestError, DocumentError, OSError) as exc:
         print(f"urbansense: {exc}", file=sys.stderr)
         return 2
     return status
