@@ -1,0 +1,148 @@
+"""The stream's agents: short pipelines over the pure core in :mod:`stream.pipeline`.
+
+``readings``: take a batch of gateway envelopes from Kafka; decode them (a payload
+the codec refuses goes to the dead-letter topic); let the pipeline dedupe, order,
+score and encode them; write the lines to the time-series database, retrying until
+it has them; then store every touched sensor's state in the table. Offsets move on
+only after that, so a crash anywhere replays the batch, and the replay is harmless
+(duplicates are dropped by seq, points overwrite themselves).
+
+``status``: gateway status messages become ``gateway`` points.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import faust
+import structlog
+
+from stream.app.settings import StreamSettings
+from stream.app.tables import Tables
+from stream.app.topics import Topics
+from stream.pipeline import Pipeline, Rejected
+from stream.sinks import SinkError
+from stream.sinks.influx import InfluxSink
+from telemetry import Batch
+from telemetry.codec import Codec, DecodeError
+
+__all__ = ["Agents", "define_agents", "write_until_done"]
+
+_RETRY_PAUSE_S = 5.0
+
+
+async def write_until_done(sink: InfluxSink, lines: list[str], log: structlog.BoundLogger) -> None:
+    """Write lines, waiting and trying again while the database cannot take them.
+
+    A retryable failure (the database down, overloaded) holds the agent here, so the
+    batch's offsets are not committed; a configuration error is raised.
+    """
+    while True:
+        try:
+            await sink.write(lines)
+            return
+        except SinkError as exc:
+            if not exc.retryable:
+                raise
+            pause = exc.retry_after or _RETRY_PAUSE_S
+            log.warning("sink unavailable, holding the batch", error=str(exc), pause_s=pause)
+            await asyncio.sleep(pause)
+
+
+def _dead_letter(reason: str, source: str, payload: bytes) -> bytes:
+    return json.dumps(
+        {"reason": reason, "source": source, "raw": base64.b64encode(payload).decode("ascii")}
+    ).encode()
+
+
+def _rejected(r: Rejected) -> bytes:
+    return _dead_letter(r.reason, f"gateway {r.gateway_id}", r.reading.model_dump_json().encode())
+
+
+def _batches(
+    stream: faust.StreamT[bytes], settings: StreamSettings
+) -> AsyncIterator[Sequence[faust.EventT[Any]]]:
+    """Up to ``batch`` events at a time, waiting at most ``batch_seconds`` to fill one."""
+    events: AsyncIterator[Sequence[faust.EventT[Any]]] = cast(
+        "faust.Stream[bytes]", stream
+    ).take_events(settings.batch, within=settings.batch_seconds)
+    return events
+
+
+@dataclass(frozen=True, slots=True)
+class Agents:
+    """The stream's agents."""
+
+    readings: faust.types.AgentT[Any]
+    status: faust.types.AgentT[Any]
+
+
+def define_agents(
+    app: faust.App,
+    settings: StreamSettings,
+    topics: Topics,
+    tables: Tables,
+    pipeline: Pipeline,
+    sink: InfluxSink,
+) -> Agents:
+    """Register the agents on the app."""
+    codec = Codec()
+    log: structlog.BoundLogger = structlog.get_logger("urbansense.stream")
+
+    async def decoded(
+        events: Sequence[faust.EventT[Any]], decode: str
+    ) -> AsyncIterator[tuple[faust.EventT[Any], Batch]]:
+        for event in events:
+            try:
+                yield event, codec.decode_batch(event.value)
+            except DecodeError as exc:
+                await topics.deadletter.send(
+                    key=event.key, value=_dead_letter(str(exc), decode, event.value)
+                )
+
+    @app.agent(topics.readings)
+    async def readings(stream: faust.StreamT[bytes]) -> None:
+        await sink.connect()
+        async for events in _batches(stream, settings):
+            envelopes = [batch async for _, batch in decoded(events, settings.readings_topic)]
+            refused = len(events) - len(envelopes)
+            out = pipeline.process(envelopes)
+            # out.lines: raw readings and anomaly scores, as line protocol
+            for rejected in out.rejected:
+                await topics.deadletter.send(
+                    key=rejected.gateway_id.encode(), value=_rejected(rejected)
+                )
+            await write_until_done(sink, out.lines, log)
+            for sensor in out.touched:
+                tables.sensor_state[sensor.encode()] = pipeline.snapshot(sensor)
+            log.info(
+                "batch written",
+                envelopes=len(envelopes),
+                refused_envelopes=refused,
+                lines=len(out.lines),
+                rejected=len(out.rejected),
+                duplicates=pipeline.stats.duplicates,
+                late=pipeline.stats.late,
+            )
+
+    @app.agent(topics.status)
+    async def status(stream: faust.StreamT[bytes]) -> None:
+        await sink.connect()
+        async for events in _batches(stream, settings):
+            statuses = []
+            for event in events:
+                try:
+                    statuses.append(codec.decode_status(event.value))
+                except DecodeError as exc:
+                    await topics.deadletter.send(
+                        key=event.key,
+                        value=_dead_letter(str(exc), settings.status_topic, event.value),
+                    )
+            await write_until_done(sink, pipeline.status_lines(statuses), log)
+
+    return Agents(readings=readings, status=status)

@@ -1,0 +1,92 @@
+"""The stream worker's settings: from ``URBANSENSE_*`` environment variables, checked.
+
+Every setting has a default that suits one worker on one machine; a deployment sets
+the broker, the database and the registry. The variable of each setting is its
+name in capitals after ``URBANSENSE_``, e.g. ``URBANSENSE_KAFKA=kafka-1:9092``.
+
+>>> s = StreamSettings.from_env({"URBANSENSE_KAFKA": "127.0.0.1:9092", "URBANSENSE_BATCH": "2000"})
+>>> s.kafka, s.batch, s.influx_url
+('127.0.0.1:9092', 2000, 'http://127.0.0.1:8086')
+>>> StreamSettings.from_env({"URBANSENSE_BATCH": "many"})
+Traceback (most recent call last):
+...
+ValueError: URBANSENSE_BATCH: Input should be a valid integer, ... (got 'many')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+__all__ = ["ENV_PREFIX", "StreamSettings"]
+
+ENV_PREFIX = "URBANSENSE_"
+"""The prefix of the environment variables."""
+
+
+class StreamSettings(BaseModel):
+    """What one stream worker connects to and how it batches.
+
+    Attributes:
+        app_id: the Faust app id: the consumer group, and the prefix of its tables'
+            changelog topics. Every worker of one stream shares it.
+        kafka: the Kafka bootstrap servers, ``host:port[,host:port...]``.
+        readings_topic: where the bridge puts gateway envelopes, keyed by gateway.
+        status_topic: where the bridge puts gateway status messages.
+        deadletter_topic: where readings the stream refuses go, with the reason.
+        partitions: partitions of the topics the app creates (readings and tables).
+        influx_url: the time-series database's base URL.
+        influx_api: ``v2`` (InfluxDB 2/3, VictoriaMetrics) or ``v1`` (InfluxDB 1.x).
+        influx_bucket: the bucket (v2) or database (v1).
+        influx_token: the API token, if the database wants one.
+        registry: the site registry file, or ``example`` for the shipped example city.
+        anomaly_config: an anomaly profile YAML over the shipped defaults, if any.
+        lateness_s: how late (behind the newest event time) a reading may be and still
+            update state.
+        batch: the most envelopes taken from Kafka per step.
+        batch_seconds: the longest wait to fill a step.
+        datadir: the worker's data directory.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    app_id: str = "urbansense-stream"
+    kafka: str = "127.0.0.1:9092"
+    readings_topic: str = "urbansense.readings"
+    status_topic: str = "urbansense.status"
+    deadletter_topic: str = "urbansense.deadletter"
+    partitions: int = Field(default=8, ge=1)
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_api: Literal["v1", "v2"] = "v2"
+    influx_bucket: str = "urbansense"
+    influx_token: str | None = None
+    registry: str = "example"
+    anomaly_config: str | None = None
+    lateness_s: float = Field(default=600.0, ge=0)
+    batch: int = Field(default=500, ge=1)
+    batch_seconds: float = Field(default=0.5, gt=0)
+    datadir: str = "urbansense-stream-data"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> StreamSettings:
+        """The settings the ``URBANSENSE_*`` variables give, the defaults for the rest.
+
+        Raises:
+            ValueError: a variable's value does not fit its setting; the message names
+                the variable and the value.
+        """
+        values = {
+            name: environ[ENV_PREFIX + name.upper()]
+            for name in cls.model_fields
+            if ENV_PREFIX + name.upper() in environ
+        }
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{ENV_PREFIX}{str(e['loc'][0]).upper()}: {e['msg']} (got {e['input']!r})"
+                for e in exc.errors()
+            )
+            raise ValueError(problems) from None
