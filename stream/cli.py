@@ -25,6 +25,13 @@
     ``--standard epa``; each row is written back with its AQI, level, colour and
     primary pollutant(s), and checked against an official ``aqi`` column if present.
 
+``urbansense bridge --mqtt URL --kafka HOST:PORT``
+    Forwards the gateways' envelopes and status messages from MQTT (QoS 1, persistent
+    session, an MQTT 5 shared subscription with ``--share-group``) to Kafka, one
+    record per envelope keyed by gateway id, acknowledging each MQTT message only
+    once Kafka has its record; payloads the codec refuses go to the dead-letter topic
+    with the reasons. Runs until SIGTERM or Ctrl-C.
+
 Exit status: 0 done, 2 bad input (the message names the file, line and field).
 """
 
@@ -49,6 +56,7 @@ from stream.backtest.run import (
     write_metric_scores,
     write_series,
 )
+from stream.bridge.cli import add_parser as add_bridge_parser
 from stream.indices.aqi import AqiError
 from stream.indices.aqi_csv import add_parser as add_aqi_parser
 from telemetry import Kind
@@ -213,6 +221,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     bt.set_defaults(func=_cmd_backtest)
     add_aqi_parser(commands)
+    add_bridge_parser(commands)
     return parser
 
 
