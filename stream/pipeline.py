@@ -2,8 +2,8 @@
 
 The Faust agent reads envelopes from Kafka, hands a batch of them to
 :meth:`Pipeline.process`, writes the lines it returns to InfluxDB, and only then
-stores the touched sensors' state (:meth:`Pipeline.snapshot`) in its table and lets
-its offsets be committed. What happens to each reading, in order:
+stores the state of every key the batch touched (:meth:`Pipeline.snapshot`) in its
+table and lets its offsets be committed. What happens to each reading, in order:
 
 1. **Known sensor**: a sensor the site registry does not know is rejected with a
    reason (the agent sends it to the dead-letter topic), never guessed at.
@@ -12,16 +12,43 @@ its offsets be committed. What happens to each reading, in order:
    worker crash) and is dropped, counted.
 3. **Event time**: the watermark is the newest event time seen less the allowed
    lateness. A reading older than the watermark is written as a raw reading but
-   does not touch any state (detectors, baselines), and is counted as late.
+   does not touch any state (detectors, windows, indices), and is counted as late.
 4. **Anomalies**: the on-time readings are scored by the detectors of their kind
    (:class:`~stream.anomaly.ReadingScorer`), in one batched call.
-5. **Points**: the raw reading and its anomaly scores, as line protocol.
+5. **City indices** (:class:`~stream.cityindex.CityIndices`): a gate reading moves
+   its scenic area's occupancy, a meter reading gives the energy consumed; every
+   on-time reading is added to its sensor's and site's 1-minute and 1-hour windows,
+   a traffic reading also to its segment's lane window.
+6. **Closed windows**: once the watermark has passed a window's end (so every
+   reading within the lateness bound is in it), the window closes, oldest first:
+   aggregates, hourly AQI per station and district, congestion per segment and
+   district, and every five minutes the districts' hotspots.
+7. **Points**: all of it as line protocol (:mod:`stream.schema`).
 
-A sensor's state (last seq, every metric's detector state and last value) is one
-bytes value: :meth:`Pipeline.snapshot` and :meth:`Pipeline.restore`. A pipeline
-given a ``load`` function asks it for a sensor's stored state the first time the
-sensor appears, so a worker that takes over a partition continues where the last
-one stopped.
+State
+-----
+State is kept per key, each one bytes value: :meth:`Pipeline.snapshot` and
+:meth:`Pipeline.restore`. A sensor's own state (last seq, the watermark, each
+metric's detector state and last value) is under the sensor's id. State that spans
+sensors is under keys of its own -- ``site/<id>``, ``segment/<id>/<direction>``,
+``area/<id>``, ``building/<id>`` (see :mod:`stream.cityindex`) -- each with the
+watermark it was written at. :attr:`PipelineOutput.touched` lists every key a batch
+changed.
+
+A pipeline given a ``load`` function asks it for a key's stored state the first time
+the key is needed, so a worker that takes over a partition continues where the last
+one stopped: a sensor's state (and its spatial neighbours') when the sensor is first
+seen, and then every cross-sensor key of the districts its readings feed, all of a
+district together, so that district figures are computed from all of its sites as
+before. Restoring a state never moves the watermark back, so a reading the last
+worker would have found late is late here too, and never reopens a window it closed.
+
+Cross-sensor state assumes that the sensors of a site, a scenic area, a road segment
+-- and, for the district figures, of a whole district -- are on gateways whose
+envelopes reach the same worker (one set of partitions of the readings topic, which is
+keyed by gateway); otherwise two workers would each keep part of an area. Re-keying
+readings by area or district before these steps, so that this holds for any
+deployment, is the scale-out step still to do.
 
 >>> from datetime import UTC, datetime, timedelta
 >>> from telemetry import Batch, Kind, Reading
@@ -37,6 +64,15 @@ one stopped.
 >>> print(out.lines[0])
 pollution,district=lakeside,gateway=gw-lakeside-01,sensor=aq-pier-pollution,site=st-aq-pier
     pm2_5=35.0,seq=1i 1731024000000
+>>> later = Batch(gateway_id="gw-lakeside-01", readings=(
+...     Reading(sensor_id="aq-pier-pollution", kind=Kind.POLLUTION, seq=2,
+...             ts=start + timedelta(minutes=11), metrics={"pm2_5": 40.0}),))
+>>> out = pipeline.process([later])  # the watermark passes the first reading's minute
+>>> print(out.lines[2])
+agg_1m,district=lakeside,kind=pollution,metric=pm2_5,scope=sensor,sensor=aq-pier-pollution,site=st-aq-pier
+    mean=35.0,min=35.0,max=35.0,sum=35.0,count=1i 1731024000000
+>>> sorted(out.touched)
+['aq-pier-pollution', 'site/st-aq-pier']
 """
 
 from __future__ import annotations
@@ -49,6 +85,7 @@ from datetime import UTC, datetime, timedelta
 
 from stream.anomaly.config import DEFAULT_CONFIG, AnomalyConfig
 from stream.anomaly.scorer import ReadingScorer, neighbours_from_registry
+from stream.cityindex import CityIndices, IndexConfig
 from stream.schema import SensorTags, anomaly_point, gateway_point, reading_point, sensor_tags
 from stream.sinks.lineprotocol import LineEncoder, LinePoint, Precision
 from telemetry import CATALOGUE, Batch, GatewayStatus, Reading
@@ -59,6 +96,7 @@ __all__ = ["Pipeline", "PipelineOutput", "PipelineStats", "Rejected"]
 _STATE_VERSION = 1
 _HEADER = struct.Struct("<Bqd")  # version, last seq, watermark (epoch s; NaN: none)
 _METRIC = struct.Struct("<dI")  # last value (NaN: none), detector state bytes
+_WATERMARK = struct.Struct("<d")  # before a cross-sensor key's state (epoch s; NaN: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +118,13 @@ class PipelineStats:
     late: int = 0
     rejected: int = 0
     points: int = 0
+    unrated: int = 0
+    """On-time readings an index could not use (a gate camera's count, a lane without speed)."""
 
 
 @dataclass(slots=True)
 class PipelineOutput:
-    """What one batch gave: lines to write, readings to dead-letter, sensors touched."""
+    """What one batch gave: lines to write, readings to dead-letter, state keys touched."""
 
     lines: list[str] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
@@ -98,9 +138,10 @@ class Pipeline:
         registry: the site registry: which sensors exist, and where.
         anomaly: the detector profiles.
         lateness: how far behind the newest event time a reading may be and still
-            update state.
-        load: returns a sensor's stored state (what :meth:`snapshot` gave), or None.
+            update state (and so how long a window stays open after its end).
+        load: returns a key's stored state (what :meth:`snapshot` gave), or None.
         precision: the timestamp precision of the lines.
+        indices: how the city indices are computed.
     """
 
     def __init__(
@@ -111,6 +152,7 @@ class Pipeline:
         lateness: timedelta = timedelta(minutes=10),
         load: Callable[[str], bytes | None] | None = None,
         precision: Precision = Precision.MS,
+        indices: IndexConfig | None = None,
     ) -> None:
         self.registry = registry
         self.lateness = lateness
@@ -123,18 +165,34 @@ class Pipeline:
         self._districts = {s.id: s.district for s in registry.sites}
         self._neighbours = neighbours_from_registry(registry)
         self._scorer = ReadingScorer(anomaly, self._neighbours)
+        self._city = CityIndices(registry, indices)
         self._last_seq: dict[str, int] = {}
+        self._seen: set[str] = set()
         self._loaded: set[str] = set()
+        self._loaded_districts: set[str] = set()
         self._encoder = LineEncoder(precision)
 
     # ------------------------------------------------------------ state
-    def snapshot(self, sensor_id: str) -> bytes:
-        """One sensor's whole state: its last seq, the watermark, each metric's detectors.
+    def state_keys(self) -> list[str]:
+        """Every key this pipeline can keep state under: the sensors, then the shared keys."""
+        return [*self._kinds, *sorted(self._city.all_keys())]
 
-        Each metric's last value is kept too (its neighbours' consensus needs it).
+    def snapshot(self, key: str) -> bytes:
+        """One key's whole state, as bytes.
+
+        A sensor's (``key`` a sensor id): its last seq, the watermark, each metric's
+        detectors and last value (its neighbours' consensus needs it). A cross-sensor
+        key's (``site/...`` and the others of :mod:`stream.cityindex`): the watermark
+        and the key's state. A key never touched has an empty state.
+
+        Raises:
+            KeyError: neither a registry sensor nor a cross-sensor key of the registry.
         """
-        kind = self._kinds[sensor_id]
         watermark = math.nan if self.watermark is None else self.watermark.timestamp()
+        if self._city.is_key(key):
+            return _WATERMARK.pack(watermark) + self._city.snapshot(key)
+        sensor_id = key
+        kind = self._kinds[sensor_id]
         parts = [_HEADER.pack(_STATE_VERSION, self._last_seq.get(sensor_id, -1), watermark)]
         for metric in CATALOGUE[kind]:
             state = self._scorer.combiner(kind, metric).snapshot(sensor_id)
@@ -143,16 +201,22 @@ class Pipeline:
             parts.append(state)
         return b"".join(parts)
 
-    def restore(self, sensor_id: str, data: bytes) -> None:
-        """Put back a sensor's state that :meth:`snapshot` returned.
+    def restore(self, key: str, data: bytes) -> None:
+        """Put back a key's state that :meth:`snapshot` returned.
 
         The bytes are checked whole before anything changes; the watermark moves
         forward to the stored one if that is newer.
 
         Raises:
-            ValueError: the bytes are not a state of this sensor's kind and detectors;
-                the message names the sensor. The sensor's state is left as it was.
+            KeyError: neither a registry sensor nor a cross-sensor key of the registry.
+            ValueError: the bytes are not a state of this key (for a sensor: of its kind
+                and detectors); the message names the sensor or the key. The key's
+                state is left as it was.
         """
+        if self._city.is_key(key):
+            self._restore_shared(key, data)
+            return
+        sensor_id = key
         kind = self._kinds[sensor_id]
         try:
             version, last_seq, watermark = _HEADER.unpack_from(data, 0)
@@ -185,67 +249,118 @@ class Pipeline:
                 self._scorer.latest[metric, sensor_id] = latest
         if last_seq >= 0:
             self._last_seq[sensor_id] = last_seq
+        self._advance(watermark)
+
+    def _restore_shared(self, key: str, data: bytes) -> None:
+        """Restore a cross-sensor key: the watermark it was written at, then its state."""
+        self._city.district_of_key(key)  # KeyError for a key the registry does not have
+        try:
+            (watermark,) = _WATERMARK.unpack_from(data, 0)
+            self._city.restore(key, data[_WATERMARK.size :])
+        except (struct.error, ValueError) as exc:
+            msg = f"key {key!r}: cannot restore its state: {exc}"
+            raise ValueError(msg) from None
+        self._advance(watermark)
+
+    def _advance(self, watermark: float) -> None:
+        """Move the watermark forward to a stored one (epoch seconds; NaN: none)."""
         if not math.isnan(watermark):
             stored = datetime.fromtimestamp(watermark, UTC)
             if self.watermark is None or stored > self.watermark:
                 self.watermark = stored
 
     def _known(self, sensor_id: str) -> bool:
-        """Whether the sensor is in the registry, loading its stored state on first sight.
+        """Whether the sensor is in the registry, loading stored state on first sight.
 
-        The first time a sensor is seen its neighbours' stored states are loaded too,
-        where this worker can see them, so that the spatial detectors have their
-        consensus at once.
+        The first time a sensor is seen, its stored state and its neighbours' are
+        loaded, where this worker can see them, so that the spatial detectors have
+        their consensus at once; and so is every cross-sensor key of each district its
+        readings feed (see the module docstring).
         """
         if sensor_id not in self._kinds:
             return False
-        if self._load is not None and sensor_id not in self._loaded:
+        if self._load is not None and sensor_id not in self._seen:
+            self._seen.add(sensor_id)
+            # Its state may have been read as a neighbour's while another worker owned
+            # it, and be stale since: read it again now that its readings come here.
+            self._loaded.discard(sensor_id)
             for sensor in (sensor_id, *self._neighbours.get(sensor_id, ())):
-                if sensor not in self._loaded:
-                    self._loaded.add(sensor)
-                    data = self._load(sensor)
-                    if data is not None:
-                        self.restore(sensor, data)
+                self._fetch(sensor)
+            for key in self._city.keys_of(sensor_id):
+                district = self._city.district_of_key(key)
+                if district not in self._loaded_districts:
+                    self._loaded_districts.add(district)
+                    for shared in self._city.keys_of_district(district):
+                        self._fetch(shared)
         return True
+
+    def _fetch(self, key: str) -> None:
+        """Load a key's stored state, once."""
+        if self._load is not None and key not in self._loaded:
+            self._loaded.add(key)
+            data = self._load(key)
+            if data is not None:
+                self.restore(key, data)
 
     # ------------------------------------------------------------ processing
     def process(self, envelopes: Iterable[Batch]) -> PipelineOutput:
-        """Dedupe, order by event time, score and encode a batch of envelopes."""
+        """Dedupe, order by event time, score, index, aggregate and encode a batch."""
         out = PipelineOutput()
-        on_time: list[Reading] = []
-        points: list[LinePoint] = []
+        fresh = self._accept(envelopes, out)
+        # fresh: [(reading, on time?)] -- registry sensors, new seqs, in arrival order
+        on_time = [reading for reading, in_time in fresh if in_time]
+        points = [reading_point(r, self._tags[r.sensor_id]) for r, _ in fresh]
+        # points: every fresh reading, raw (a late one too)
+        points += self._anomaly_points(on_time)
+        # + an anomaly point per on-time reading
+        points += self._city.add(on_time, out.touched)
+        # + scenic per gate reading, energy_use per meter reading; windows fed
+        points += self._city.close(self.watermark, out.touched)
+        # + agg_1m, agg_1h, aqi, traffic_index, hotspot of the windows the watermark passed
+        out.lines = self._encoder.encode_batch(points)
+        self.stats.unrated = self._city.unrated
+        self.stats.points += len(out.lines)
+        return out
+
+    def _accept(
+        self, envelopes: Iterable[Batch], out: PipelineOutput
+    ) -> list[tuple[Reading, bool]]:
+        """The fresh readings of the envelopes, each with whether it is on time.
+
+        Refused readings go to ``out.rejected``; a fresh reading's sensor is touched.
+        """
+        fresh: list[tuple[Reading, bool]] = []
         for envelope in envelopes:
             self.stats.envelopes += 1
             for reading in envelope.readings:
                 self.stats.readings += 1
+                refusal = self._refusal(reading)
+                if refusal is not None:
+                    out.rejected.append(Rejected(envelope.gateway_id, reading, refusal))
+                    continue
                 sensor = reading.sensor_id
-                if not self._known(sensor):
-                    out.rejected.append(
-                        Rejected(envelope.gateway_id, reading, f"unknown sensor {sensor!r}")
-                    )
-                    continue
-                if self._kinds[sensor] != reading.kind:
-                    reason = (
-                        f"sensor {sensor!r} is a {self._kinds[sensor]} sensor in the registry, "
-                        f"not {reading.kind}"
-                    )
-                    out.rejected.append(Rejected(envelope.gateway_id, reading, reason))
-                    continue
                 if reading.seq <= self._last_seq.get(sensor, -1):
                     self.stats.duplicates += 1
                     continue
                 self._last_seq[sensor] = reading.seq
                 out.touched.add(sensor)
-                points.append(reading_point(reading, self._tags[sensor]))
-                if self._late(reading.ts):
-                    self.stats.late += 1
-                else:
-                    on_time.append(reading)
+                late = self._late(reading.ts)
+                self.stats.late += late
+                fresh.append((reading, not late))
         self.stats.rejected += len(out.rejected)
-        points.extend(self._anomaly_points(on_time))
-        out.lines = self._encoder.encode_batch(points)
-        self.stats.points += len(out.lines)
-        return out
+        return fresh
+
+    def _refusal(self, reading: Reading) -> str | None:
+        """Why the stream does not take a reading, or None if it does."""
+        sensor = reading.sensor_id
+        if not self._known(sensor):
+            return f"unknown sensor {sensor!r}"
+        if self._kinds[sensor] != reading.kind:
+            return (
+                f"sensor {sensor!r} is a {self._kinds[sensor]} sensor in the registry, "
+                f"not {reading.kind}"
+            )
+        return None
 
     def _late(self, ts: datetime) -> bool:
         """Whether ``ts`` is behind the watermark; advances the watermark."""

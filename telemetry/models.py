@@ -146,7 +146,7 @@ class Reading(_Wire):
     interval_s: Annotated[float, Field(gt=0, le=86_400)] | None = None
     metrics: Annotated[dict[str, float], Field(min_length=1, max_length=64)]
     quality: frozenset[QualityFlag] = frozenset()
-    stats: Annotated[dict[str, MetricStats], Field(max_length=64, default_factory=dict)]
+    stats: Annotated[dict[str, MetricStats], Field(max_length=64)] = {}
 
     @field_validator("metrics")
     @classmethod

@@ -17,14 +17,29 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stream.aggregate import HOUR, MINUTE, Closed, Moments, WindowSize
+from stream.indices.aqi import Pollutant, hourly_aqi
+from stream.indices.energy import BaselineComparison, Consumption, RegisterStep
+from stream.indices.hotspots import SiteValue, rank_hotspots
+from stream.indices.scenic import GateCounts, OccupancyState, ScenicConfig
+from stream.indices.scenic import apply as apply_occupancy
+from stream.indices.traffic import LaneObservation, district_index, segment_index
 from stream.schema import (
     MEASUREMENTS,
     MeasurementSpec,
     SensorTags,
+    aggregate_point,
     anomaly_point,
+    district_aqi_point,
+    district_traffic_point,
+    energy_point,
     gateway_point,
+    hotspot_points,
     reading_point,
+    scenic_point,
+    segment_traffic_point,
     sensor_tags,
+    station_aqi_point,
 )
 from stream.sinks.lineprotocol import FieldValue, LineEncoder, LinePoint, Precision
 from telemetry import CATALOGUE, GatewayState, GatewayStatus, Kind, Reading
@@ -40,6 +55,7 @@ KIND_TAGS: Mapping[Kind, tuple[str, ...]] = {
     Kind.ENERGY: ("building",),
 }
 START = datetime(2024, 11, 8, tzinfo=UTC)
+DERIVED = ("agg_1m", "agg_1h", "aqi", "traffic_index", "scenic", "energy_use", "hotspot")
 
 
 # ---------------------------------------------------------------- a line-protocol reader
@@ -156,11 +172,13 @@ def test_the_parser_reads_escapes_and_every_type() -> None:
 def test_measurement_names_are_unique_and_every_kind_has_one() -> None:
     names = [spec.name for spec in MEASUREMENTS]
     assert len(names) == len(set(names))
-    assert {kind.value for kind in Kind} | {"anomaly", "gateway"} == set(names)
+    assert {kind.value for kind in Kind} | {"anomaly", "gateway", *DERIVED} == set(names)
     for spec in MEASUREMENTS:
         fields = [f.name for f in spec.fields]
         assert len(fields) == len(set(fields)), spec.name
         assert len(spec.tags) == len(set(spec.tags)), spec.name
+        assert spec.point, spec.name
+        assert all(f.description for f in spec.fields), spec.name
 
 
 @pytest.mark.parametrize("kind", list(Kind))
@@ -320,3 +338,188 @@ def test_every_registry_sensor_gets_its_sites_district_and_its_kinds_tags() -> N
     assert tags["cr-canal-east"].extra == {"area": "canal-quarter", "gate": "gate-canal-east"}
     assert tags["em-lakeview-mall-main"].extra == {"building": "bld-lakeview-mall"}
     assert tags["aq-drum-tower-pollution"].district == "old-town"
+
+
+# ---------------------------------------------------------------- derived measurements
+
+
+def check_full(point: LinePoint, scope_tags: set[str] | None = None) -> Parsed:
+    """Encode, read back and check a point; with ``scope_tags``, its tags exactly."""
+    parsed = parse_line(encode(point))
+    spec = check_line(parsed)
+    if scope_tags is not None:
+        assert set(parsed.tags) == scope_tags, (spec.name, parsed.tags)
+    return parsed
+
+
+@pytest.mark.parametrize(
+    ("measurement", "field", "type_"),
+    [
+        ("agg_1m", "count", "integer"),
+        ("agg_1h", "mean", "float"),
+        ("aqi", "aqi", "integer"),
+        ("aqi", "level", "integer"),
+        ("aqi", "primary", "string"),
+        ("aqi", "iaqi_pm2_5", "integer"),
+        ("aqi", "iaqi_o3_1h", "integer"),
+        ("traffic_index", "tpi", "float"),
+        ("traffic_index", "grade", "integer"),
+        ("scenic", "occupancy", "integer"),
+        ("scenic", "tier", "integer"),
+        ("scenic", "occupancy_pct", "float"),
+        ("scenic", "unexplained_exits", "integer"),
+        ("energy_use", "consumption_kwh", "float"),
+        ("energy_use", "event", "string"),
+        ("hotspot", "rank", "integer"),
+        ("hotspot", "score", "float"),
+    ],
+)
+def test_derived_fields_have_the_types_the_boards_expect(
+    measurement: str, field: str, type_: str
+) -> None:
+    assert SPECS[measurement].field(field).type == type_
+
+
+@given(
+    st.lists(st.integers(0, 500).map(float), min_size=1, max_size=5),
+    st.sampled_from([MINUTE, HOUR]),
+    st.booleans(),
+)
+def test_an_aggregate_point_writes_whole_values_as_floats_and_the_count_as_integer(
+    values: list[float], size: WindowSize, of_sensor: bool
+) -> None:
+    moments = Moments()
+    for v in values:
+        moments.add(v, v, v, 60.0)
+    end = int(START.timestamp())
+    closed = Closed(
+        size,
+        end,
+        "tr-ring-nb-1" if of_sensor else None,
+        "traffic.vehicle_count",
+        moments,
+    )
+    agg = {"scope", "site", "kind", "metric", "district"}
+    parsed = check_full(
+        aggregate_point(closed, "st-tr-ring-east", "lakeside"),
+        agg | {"sensor"} if of_sensor else agg,
+    )
+    assert parsed.measurement == f"agg_{closed.size.name}"
+    assert parsed.fields["count"] == len(values)
+    assert parsed.fields["max"] == max(values)
+    assert parsed.ts == end * 10**9
+    assert (parsed.tags["kind"], parsed.tags["metric"]) == ("traffic", "vehicle_count")
+
+
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            name: st.floats(0, high, allow_nan=False)
+            for name, high in [
+                ("pm2_5", 600.0),
+                ("pm10", 700.0),
+                ("no2", 3000.0),
+                ("so2", 800.0),
+                ("o3", 1500.0),
+                ("co", 180.0),
+            ]
+        },
+    ).filter(bool)
+)
+def test_station_and_district_aqi_points_keep_their_types(means: dict[str, float]) -> None:
+    result = hourly_aqi(means)
+    end = int(START.timestamp())
+    station = check_full(
+        station_aqi_point(result, "aq-pier-pollution", "st-aq-pier", "lakeside", end),
+        {"scope", "sensor", "site", "district", "standard"},
+    )
+    assert station.fields["aqi"] == result.aqi
+    assert station.fields["primary"] == result.primary_names
+    assert (station.fields["primary"] == "") == (result.aqi is not None and result.aqi <= 50)
+    assert {k for k in station.fields if k.startswith("iaqi_")} == {
+        f"iaqi_{p.value}" for p in result.iaqi
+    }
+    quiet = hourly_aqi({"pm2_5": 10.0})
+    district = check_full(
+        district_aqi_point("lakeside", [result, quiet], end), {"scope", "district", "standard"}
+    )
+    assert district.fields["aqi"] == max(result.aqi or 0, 15)
+    assert district.fields["stations"] == 2
+
+
+def test_a_district_aqi_joins_the_primary_pollutants_of_tied_stations() -> None:
+    pm10 = hourly_aqi({"pm10": 150.0})  # IAQI 100
+    pm25 = hourly_aqi({"pm2_5": 75.0})  # IAQI 100
+    parsed = check_full(district_aqi_point("old-town", [pm25, pm10], 0))
+    assert parsed.fields["primary"] == f"{Pollutant.PM10.cnemc_name},{Pollutant.PM2_5.cnemc_name}"
+    with pytest.raises(ValueError, match="old-town"):
+        district_aqi_point("old-town", [hourly_aqi({})], 0)
+
+
+def test_traffic_points_leave_out_the_travel_time_index_at_a_standstill() -> None:
+    segment = REGISTRY.road_segment("seg-ring-east-k3")
+    jam = segment_index(segment, [LaneObservation(0, 0.0, 95.0)], ts=START, direction="northbound")
+    free = segment_index(
+        segment, [LaneObservation(20, 80.0, 5.0)], ts=START, direction="southbound"
+    )
+    tags = {"scope", "segment", "direction", "district", "road_class"}
+    stopped = check_full(segment_traffic_point(jam, "lakeside"), tags)
+    assert "tti" not in stopped.fields
+    assert (stopped.fields["grade"], stopped.fields["basis"]) == (5, "standstill")
+    moving = check_full(segment_traffic_point(free, "lakeside"), tags)
+    assert (moving.fields["tti"], moving.fields["speed_kmh"], moving.fields["vehicles"]) == (
+        1.0,
+        80.0,
+        20,
+    )
+    district = check_full(
+        district_traffic_point(district_index("lakeside", [jam, free])), {"scope", "district"}
+    )
+    assert district.fields["segments"] == 2
+    assert influx_type(district.fields["tpi"]) == "float"
+
+
+def test_a_scenic_point_has_every_figure_with_its_type() -> None:
+    config = ScenicConfig("canal-quarter", instantaneous_capacity=100, daily_capacity=300)
+    _, update = apply_occupancy(OccupancyState(), GateCounts("east", START, 95, 0), config)
+    parsed = check_full(scenic_point(update, "old-town"), {"area", "district"})
+    assert set(parsed.fields) == {f.name for f in SPECS["scenic"].fields}
+    assert (parsed.fields["occupancy"], parsed.fields["tier"]) == (95, 90)
+    assert parsed.fields["occupancy_pct"] == 95.0
+
+
+def test_an_energy_point_names_a_gap_and_adds_the_baseline_when_warm() -> None:
+    where = ("em-willow-court-main", "bld-willow-court", "st-willow-court", "old-town")
+    gap = Consumption(START, START, 12.0, 3.0, RegisterStep.NORMAL, 2.0, 5400.0)
+    parsed = check_full(energy_point(gap, where), {"sensor", "building", "site", "district"})
+    assert (parsed.fields["event"], parsed.fields["gap_s"]) == ("gap", 5400.0)
+    warm = BaselineComparison(START, 0, 2.0, 1.6, 1.25, 0.4)
+    first = Consumption(START, None, 12.0, 0.0, RegisterStep.FIRST)
+    parsed = check_full(energy_point(first, where, warm))
+    assert parsed.fields == {
+        "consumption_kwh": 0.0,
+        "event": "first",
+        "baseline_kw": 1.6,
+        "power_ratio": 1.25,
+        "excess_kw": 0.4,
+    }
+    cold = BaselineComparison(START, 0, 2.0, None, None, None)
+    assert "baseline_kw" not in check_full(energy_point(first, where, cold)).fields
+
+
+def test_hotspot_points_rank_only_the_sites_that_stand_out() -> None:
+    values = [
+        SiteValue("st-aq-pier", "lakeside", 180.0, START),
+        SiteValue("st-aq-library", "lakeside", 40.0, START),
+        SiteValue("st-aq-north-bank", "lakeside", 36.0, START),
+    ]
+    [ranking] = rank_hotspots(values, metric="pollution.pm2_5", now=START)
+    [point] = hotspot_points(ranking, "pollution")
+    parsed = check_full(point, {"district", "kind", "site"})
+    assert (parsed.tags["site"], parsed.fields["rank"], parsed.fields["reason"]) == (
+        "st-aq-pier",
+        1,
+        "district",
+    )
+    assert "self_z" not in parsed.fields

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import faust
 
@@ -59,6 +60,7 @@ def build_app(settings: StreamSettings) -> StreamApp:
     pipeline = Pipeline(
         _registry(settings.registry),
         load_config(settings.anomaly_config),
+        lateness=timedelta(seconds=settings.lateness_s),
         load=lambda sensor: state.get(sensor.encode()),
         precision=Precision.MS,
     )
