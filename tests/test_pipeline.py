@@ -404,7 +404,9 @@ def test_a_worker_taking_over_a_partition_writes_what_the_last_one_would_have(
     raw_and_scores = [line for line in a_lines if line.split(",", 1)[0] in {*KINDS, "anomaly"}]
     assert len(raw_and_scores) == 2 * len(readings_of(second))
     assert b_lines == a_lines
-    assert Counter(loaded) == Counter(set(loaded))  # each key asked for once
+    # Each key is asked for at most twice: once as a neighbour's, and once more when its
+    # own readings arrive (it may have changed in between on the worker that owned it).
+    assert max(Counter(loaded).values()) <= 2
     assert set(loaded) == set(b.state_keys())
     assert stored(b) == stored(a)
 
@@ -906,7 +908,7 @@ def test_a_worker_taking_over_mid_morning_continues_every_index_identically(busy
     assert b.process(steps[busy.handover - 1]).lines == []  # the uncommitted batch again
     lines = [line for batch in steps[busy.handover :] for line in b.process(batch).lines]
     assert lines == busy.after
-    assert Counter(loaded) == Counter(set(loaded))
+    assert max(Counter(loaded).values()) <= 2  # as a neighbour's, then its own
     assert stored(b) == stored(busy.pipeline)
 
 
