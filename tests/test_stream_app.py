@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import time
 import uuid
 from collections import defaultdict
@@ -22,13 +21,13 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped,unused-ignore]
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped,unused-ignore]
 
 from simulators.engine import City
 from simulators.scenario import parse_scenario
 from telemetry import Batch, Reading
 from telemetry.registry import load_example_registry
-from tests.servers._procs import REPO_ROOT, ManagedProcess, log_probe, log_tail
+from tests.servers._procs import ManagedProcess, log_tail
+from tests.servers.stream_worker import create_topics, stream_worker
 from tests.servers.tansu import TansuServer
 from tests.servers.victoria_metrics import VictoriaMetricsServer
 
@@ -57,17 +56,6 @@ def envelopes(readings: Iterable[Reading]) -> list[Batch]:
     return [Batch(gateway_id=gw, readings=tuple(rs)) for (gw, _), rs in sorted(grouped.items())]
 
 
-async def create_topics(tansu: TansuServer, names: Sequence[str], partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=tansu.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names]
-        )
-    finally:
-        await admin.close()
-
-
 async def produce(tansu: TansuServer, topic: str, batches: Sequence[Batch]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=tansu.bootstrap_servers, acks="all")
     await producer.start()
@@ -84,30 +72,8 @@ async def produce(tansu: TansuServer, topic: str, batches: Sequence[Batch]) -> N
 def worker(
     tansu: TansuServer, vm: VictoriaMetricsServer, root: Path, app_id: str
 ) -> ManagedProcess:
-    log_path = root / f"{app_id}-{uuid.uuid4().hex[:6]}.log"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    env.update(
-        URBANSENSE_APP_ID=app_id,
-        URBANSENSE_KAFKA=tansu.bootstrap_servers,
-        URBANSENSE_READINGS_TOPIC=f"{app_id}.readings",
-        URBANSENSE_STATUS_TOPIC=f"{app_id}.status",
-        URBANSENSE_DEADLETTER_TOPIC=f"{app_id}.deadletter",
-        URBANSENSE_PARTITIONS="2",
-        URBANSENSE_INFLUX_URL=vm.url,
-        URBANSENSE_DATADIR=str(root / "data"),
-        URBANSENSE_BATCH="200",
-    )
-    return ManagedProcess(
-        name=f"stream worker {app_id}",
-        argv=[sys.executable, "-m", "stream.app", "worker", "--without-web", "--loglevel", "info"],
-        log_path=log_path,
-        probe=log_probe(log_path, "[^Worker]: Ready"),
-        cwd=root,
-        env=env,
-        start_timeout=60.0,
-        stop_timeout=15.0,
-    )
+    name = f"{app_id}-{uuid.uuid4().hex[:6]}"
+    return stream_worker(tansu, vm, root, app_id=app_id, name=name, partitions=2)
 
 
 def stored(vm: VictoriaMetricsServer, measurement: str, field: str) -> set[tuple[str, int]]:

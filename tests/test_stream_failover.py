@@ -52,7 +52,6 @@ import math
 import os
 import re
 import signal
-import sys
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -68,14 +67,14 @@ from aiokafka import (  # type: ignore[import-untyped,unused-ignore]
     AIOKafkaProducer,
     TopicPartition,
 )
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped,unused-ignore]
 
 from simulators.engine import City
 from simulators.scenario import parse_scenario
 from stream.pipeline import Pipeline
 from telemetry import Batch, Reading
 from telemetry.registry import load_example_registry
-from tests.servers._procs import REPO_ROOT, ManagedProcess, log_probe, log_tail
+from tests.servers._procs import ManagedProcess, log_tail
+from tests.servers.stream_worker import create_topics, stream_worker
 from tests.servers.tansu import TansuServer
 from tests.servers.victoria_metrics import VictoriaMetricsServer
 from tests.test_sink_influx import parse_line
@@ -157,17 +156,6 @@ def select(
 
 
 # ---------------------------------------------------------------- Kafka
-
-
-async def create_topics(tansu: TansuServer, names: Sequence[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=tansu.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(n, num_partitions=PARTITIONS, replication_factor=1) for n in names]
-        )
-    finally:
-        await admin.close()
 
 
 @dataclass
@@ -281,30 +269,7 @@ def partition_set(text: str) -> set[int]:
 def worker(
     name: str, tansu: TansuServer, vm: VictoriaMetricsServer, root: Path, app_id: str
 ) -> Worker:
-    log_path = root / f"{name}.log"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    env.update(
-        URBANSENSE_APP_ID=app_id,
-        URBANSENSE_KAFKA=tansu.bootstrap_servers,
-        URBANSENSE_READINGS_TOPIC=f"{app_id}.readings",
-        URBANSENSE_STATUS_TOPIC=f"{app_id}.status",
-        URBANSENSE_DEADLETTER_TOPIC=f"{app_id}.deadletter",
-        URBANSENSE_PARTITIONS=str(PARTITIONS),
-        URBANSENSE_INFLUX_URL=vm.url,
-        URBANSENSE_DATADIR=str(root / f"{name}-data"),
-        URBANSENSE_BATCH="200",
-    )
-    proc = ManagedProcess(
-        name=f"stream worker {name}",
-        argv=[sys.executable, "-m", "stream.app", "worker", "--without-web", "--loglevel", "info"],
-        log_path=log_path,
-        probe=log_probe(log_path, "[^Worker]: Ready"),
-        cwd=root,
-        env=env,
-        start_timeout=60.0,
-        stop_timeout=15.0,
-    )
+    proc = stream_worker(tansu, vm, root, app_id=app_id, name=name, partitions=PARTITIONS)
     return Worker(name, proc)
 
 
@@ -414,7 +379,9 @@ def test_a_killed_workers_partitions_and_state_move_to_the_survivor_and_nothing_
     envelopes = city_envelopes()
     app_id = f"fo-{uuid.uuid4().hex[:8]}"
     topic = f"{app_id}.readings"
-    asyncio.run(create_topics(tansu, [topic, f"{app_id}.status", f"{app_id}.deadletter"]))
+    asyncio.run(
+        create_topics(tansu, [topic, f"{app_id}.status", f"{app_id}.deadletter"], PARTITIONS)
+    )
     survivor = worker("survivor", tansu, vm, tmp_path, app_id)
     victim = worker("victim", tansu, vm, tmp_path, app_id)
     workers = (survivor, victim)
