@@ -20,6 +20,12 @@ What the stream writes:
   kind every five minutes;
 * per gateway status message: ``gateway``.
 
+The two lines written for every reading, the raw reading and its ``anomaly`` scores,
+are also built directly as line protocol (:func:`reading_line`, :func:`anomaly_line`):
+the sensor's series is encoded once, by :func:`sensor_tags`, and only the values and
+the timestamp are formatted per line -- the same text as encoding the point. So are
+the many ``agg_1m`` and ``agg_1h`` lines, by :class:`AggregateLines`.
+
 >>> from datetime import UTC, datetime
 >>> from telemetry import Kind, Reading
 >>> r = Reading(sensor_id="aq-1", kind=Kind.POLLUTION, seq=7,
@@ -29,12 +35,15 @@ What the stream writes:
 ('pollution', {'pm2_5': 35.0, 'seq': 7}, 1731052800000000000)
 >>> point.tags
 {'sensor': 'aq-1', 'site': 'st-1', 'district': 'lakeside', 'gateway': 'gw-1'}
+>>> reading_line(r, SensorTags(site="st-1", district="lakeside", gateway="gw-1"), Precision.S)
+'pollution,district=lakeside,gateway=gw-1,sensor=aq-1,site=st-1 pm2_5=35.0,seq=7i 1731052800'
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from operator import itemgetter
 from typing import Literal
 
 from stream.aggregate import HOUR, MINUTE, Closed, WindowSize
@@ -43,7 +52,18 @@ from stream.indices.energy import BaselineComparison, Consumption, RegisterStep
 from stream.indices.hotspots import DistrictRanking, Hotspot
 from stream.indices.scenic import OccupancyUpdate
 from stream.indices.traffic import DistrictIndex, SegmentIndex
-from stream.sinks.lineprotocol import FieldValue, LinePoint, timestamp_ns
+from stream.sinks.lineprotocol import (
+    FieldValue,
+    LinePoint,
+    LineProtocolError,
+    Precision,
+    encode_point,
+    encode_series,
+    encode_timestamp,
+    escape_field_key,
+    quote_string,
+    timestamp_ns,
+)
 from telemetry import CATALOGUE, GatewayStatus, Kind, Reading
 from telemetry.registry import Registry
 
@@ -57,16 +77,20 @@ __all__ = [
     "MEASUREMENTS",
     "SCENIC",
     "TRAFFIC_INDEX",
+    "AggregateLines",
     "FieldSpec",
     "MeasurementSpec",
+    "SensorSeries",
     "SensorTags",
     "aggregate_point",
+    "anomaly_line",
     "anomaly_point",
     "district_aqi_point",
     "district_traffic_point",
     "energy_point",
     "gateway_point",
     "hotspot_points",
+    "reading_line",
     "reading_point",
     "scenic_point",
     "segment_traffic_point",
@@ -132,6 +156,8 @@ def _reading_measurement(kind: Kind) -> MeasurementSpec:
         ),
     )
 
+
+_READINGS: Mapping[Kind, MeasurementSpec] = {kind: _reading_measurement(kind) for kind in Kind}
 
 ANOMALY = MeasurementSpec(
     name="anomaly",
@@ -293,7 +319,7 @@ HOTSPOT = MeasurementSpec(
 )
 
 MEASUREMENTS: tuple[MeasurementSpec, ...] = (
-    *(_reading_measurement(kind) for kind in Kind),
+    *_READINGS.values(),
     ANOMALY,
     GATEWAY,
     AGG_1M,
@@ -308,17 +334,43 @@ MEASUREMENTS: tuple[MeasurementSpec, ...] = (
 
 
 @dataclass(frozen=True, slots=True)
+class SensorSeries:
+    """A sensor's series, encoded once: how its raw reading and anomaly lines start.
+
+    Attributes:
+        sensor: the sensor.
+        kind: its kind.
+        reading: its raw reading's measurement and tags, escaped and sorted.
+        anomaly: the same of its ``anomaly`` line.
+    """
+
+    sensor: str
+    kind: Kind
+    reading: str
+    anomaly: str
+
+
+@dataclass(frozen=True, slots=True)
 class SensorTags:
-    """Where a sensor is, as tags: from the site registry."""
+    """Where a sensor is, as tags: from the site registry.
+
+    ``series`` is the sensor's encoded series, which :func:`sensor_tags` adds for
+    :func:`reading_line` and :func:`anomaly_line`; it takes no part in comparisons.
+    """
 
     site: str
     district: str
     gateway: str
     extra: Mapping[str, str] = field(default_factory=dict)
+    series: SensorSeries | None = field(default=None, compare=False, repr=False)
 
 
 def sensor_tags(registry: Registry) -> dict[str, SensorTags]:
-    """Every registry sensor's tags: site, district, gateway and its kind's extras."""
+    """Every registry sensor's tags: site, district, gateway and its kind's extras.
+
+    Each comes with the sensor's encoded series, unless a tag cannot be written (the
+    lines of that sensor then fail when they are built, as their points' would).
+    """
     district = {site.id: site.district for site in registry.sites}
     tags: dict[str, SensorTags] = {}
     for s in registry.sensors:
@@ -330,13 +382,37 @@ def sensor_tags(registry: Registry) -> dict[str, SensorTags]:
             "gate": s.gate,
             "building": s.building,
         }
-        tags[s.id] = SensorTags(
+        where = SensorTags(
             site=s.site,
             district=district[s.site],
             gateway=s.gateway,
             extra={k: v for k, v in extra.items() if v is not None},
         )
+        try:
+            series = SensorSeries(
+                s.id,
+                s.kind,
+                encode_series(s.kind.value, _reading_tags(s.id, where)),
+                encode_series(ANOMALY.name, _anomaly_tags(s.id, s.kind, where.district)),
+            )
+        except LineProtocolError:
+            series = None
+        tags[s.id] = replace(where, series=series)
     return tags
+
+
+def _reading_tags(sensor: str, where: SensorTags) -> dict[str, str]:
+    return {
+        "sensor": sensor,
+        "site": where.site,
+        "district": where.district,
+        "gateway": where.gateway,
+        **where.extra,
+    }
+
+
+def _anomaly_tags(sensor: str, kind: Kind, district: str) -> dict[str, str]:
+    return {"sensor": sensor, "kind": kind.value, "district": district}
 
 
 def reading_point(reading: Reading, where: SensorTags) -> LinePoint:
@@ -347,14 +423,12 @@ def reading_point(reading: Reading, where: SensorTags) -> LinePoint:
         for name, value in reading.metrics.items()
     }
     fields["seq"] = reading.seq
-    tags = {
-        "sensor": reading.sensor_id,
-        "site": where.site,
-        "district": where.district,
-        "gateway": where.gateway,
-        **where.extra,
-    }
+    tags = _reading_tags(reading.sensor_id, where)
     return LinePoint(reading.kind.value, tags, fields, timestamp_ns(reading.ts))
+
+
+_highest = itemgetter(1)
+"""The key that picks a reading's highest score among ``(metric, score, detector, raw)``."""
 
 
 def anomaly_point(
@@ -363,7 +437,7 @@ def anomaly_point(
     scores: Sequence[tuple[str, float, str, float]],
 ) -> LinePoint:
     """The anomaly scores of a reading's metrics: ``(metric, score, detector, raw)`` each."""
-    metric, score, detector, raw = max(scores, key=lambda s: s[1])
+    metric, score, detector, raw = max(scores, key=_highest)
     fields: dict[str, FieldValue] = {
         "score": float(score),
         "metric": metric,
@@ -372,8 +446,141 @@ def anomaly_point(
     }
     for name, value, _, _ in scores:
         fields[f"score_{name}"] = float(value)
-    tags = {"sensor": reading.sensor_id, "kind": reading.kind.value, "district": district}
+    tags = _anomaly_tags(reading.sensor_id, reading.kind, district)
     return LinePoint(ANOMALY.name, tags, fields, timestamp_ns(reading.ts))
+
+
+# ------------------------------------------------ the lines written for every reading
+# Built directly, for speed, and always the text the encoder writes for the point of
+# the builder above: the field keys come from the measurement's spec, escaped by the
+# encoder's own function; a value is formatted here only when its text is certain (a
+# finite float, a 64-bit integer), and anything else goes through the point and the
+# encoder, so the line or the error is theirs.
+
+_METRIC_FIELDS: Mapping[Kind, Mapping[str, tuple[str, bool]]] = {
+    kind: {
+        f.name: (escape_field_key(f.name) + "=", f.type == "integer")
+        for f in spec.fields
+        if f.name != "seq"
+    }
+    for kind, spec in _READINGS.items()
+}
+"""Each kind's metrics: the field's ``key=`` and whether it is an integer."""
+
+_SEQ_FIELD = escape_field_key("seq") + "="
+
+_SCORE_FIELDS: Mapping[str, str] = {
+    f.name.removeprefix("score_"): escape_field_key(f.name) + "="
+    for f in ANOMALY.fields
+    if f.name.startswith("score_")
+}
+"""Each metric's ``score_<metric>=``."""
+
+_INT64 = range(-(2**63), 2**63)
+"""The integers a line-protocol field holds."""
+
+_METRIC_WHAT = f"field {'metric'!r}"
+_DETECTOR_WHAT = f"field {'detector'!r}"
+
+
+def _series_of(reading: Reading, where: SensorTags) -> SensorSeries | None:
+    """``where``'s encoded series if it is of this reading's sensor and kind."""
+    series = where.series
+    if series is None or series.sensor != reading.sensor_id or series.kind is not reading.kind:
+        return None
+    return series
+
+
+def reading_line(reading: Reading, where: SensorTags, precision: Precision = Precision.NS) -> str:
+    """The line of :func:`reading_point`, built directly: what the encoder writes for it.
+
+    Args:
+        reading: The reading.
+        where: Its sensor's tags, best from :func:`sensor_tags` (which encodes the
+            series once); other tags work, as fast as encoding the point.
+        precision: The unit of the timestamp.
+
+    Returns:
+        The line, without the newline.
+
+    Raises:
+        LineProtocolError: What encoding :func:`reading_point` would raise.
+    """
+    series = _series_of(reading, where)
+    if series is None:
+        return encode_point(*reading_point(reading, where), precision=precision)
+    fields = _METRIC_FIELDS[reading.kind]
+    parts: list[str] = []
+    for name, value in reading.metrics.items():
+        spec = fields.get(name)
+        if spec is None:
+            return encode_point(*reading_point(reading, where), precision=precision)
+        key, integer = spec
+        if integer:
+            count = int(value)
+            if count not in _INT64:
+                return encode_point(*reading_point(reading, where), precision=precision)
+            parts.append(f"{key}{count}i")
+        else:
+            number = float(value)
+            if number - number != 0.0:  # inf - inf is nan
+                return encode_point(*reading_point(reading, where), precision=precision)
+            parts.append(key + repr(number))
+    seq = reading.seq
+    if type(seq) is not int or seq not in _INT64:
+        return encode_point(*reading_point(reading, where), precision=precision)
+    parts.append(f"{_SEQ_FIELD}{seq}i")
+    ts = encode_timestamp(timestamp_ns(reading.ts), precision)
+    return f"{series.reading} {','.join(parts)} {ts}"
+
+
+def anomaly_line(
+    reading: Reading,
+    where: SensorTags,
+    scores: Sequence[tuple[str, float, str, float]],
+    precision: Precision = Precision.NS,
+) -> str:
+    """The line of :func:`anomaly_point`, built directly: what the encoder writes for it.
+
+    Args:
+        reading: The reading scored.
+        where: Its sensor's tags, best from :func:`sensor_tags`; the district is theirs.
+        scores: ``(metric, score, detector, raw)`` of each of its metrics.
+        precision: The unit of the timestamp.
+
+    Returns:
+        The line, without the newline.
+
+    Raises:
+        LineProtocolError: What encoding :func:`anomaly_point` would raise.
+    """
+    series = _series_of(reading, where)
+    if series is None:
+        return encode_point(*anomaly_point(reading, where.district, scores), precision=precision)
+    metric, score, detector, raw = max(scores, key=_highest)
+    top = float(score)
+    top_raw = float(raw)
+    if top - top != 0.0 or top_raw - top_raw != 0.0 or type(metric) is not str:
+        return encode_point(*anomaly_point(reading, where.district, scores), precision=precision)
+    if type(detector) is not str:
+        return encode_point(*anomaly_point(reading, where.district, scores), precision=precision)
+    # A dict, as the point's fields: a metric scored twice keeps its first place, last value.
+    scored: dict[str, str] = {}
+    for name, value, _, _ in scores:
+        key = _SCORE_FIELDS.get(name)
+        number = float(value)
+        if key is None or number - number != 0.0:
+            return encode_point(
+                *anomaly_point(reading, where.district, scores), precision=precision
+            )
+        scored[name] = key + repr(number)
+    fields = (
+        f"score={top!r},metric={quote_string(metric, _METRIC_WHAT)},"
+        f"detector={quote_string(detector, _DETECTOR_WHAT)},raw={top_raw!r},"
+        + ",".join(scored.values())
+    )
+    ts = encode_timestamp(timestamp_ns(reading.ts), precision)
+    return f"{series.anomaly} {fields} {ts}"
 
 
 def gateway_point(status: GatewayStatus, site: str, district: str) -> LinePoint:
@@ -415,6 +622,54 @@ def aggregate_point(closed: Closed, site: str, district: str) -> LinePoint:
         tags["sensor"] = closed.sensor
     name = AGG_1M.name if closed.size is MINUTE else AGG_1H.name
     return LinePoint(name, tags, fields, _ns(closed.end))
+
+
+class AggregateLines:
+    """``agg_1m`` and ``agg_1h`` lines built directly: what the encoder writes for their points.
+
+    Each series (window size, sensor or site, metric) is encoded once and kept: at most
+    twice as many as the registry has sensors' and sites' metrics.
+
+    Args:
+        precision: The unit of the timestamps written.
+
+    >>> from stream.aggregate import Moments
+    >>> moments = Moments()
+    >>> moments.add(35.0, 30.0, 41.0, 60.0)
+    >>> closed = Closed(MINUTE, 1_731_052_800, None, "pollution.pm2_5", moments)
+    >>> print(AggregateLines(Precision.S).line(closed, "st-1", "lakeside"))
+    agg_1m,district=lakeside,kind=pollution,metric=pm2_5,scope=site,site=st-1
+        mean=35.0,min=30.0,max=41.0,sum=35.0,count=1i 1731052800
+    """
+
+    def __init__(self, precision: Precision = Precision.NS) -> None:
+        self.precision = precision
+        self._series: dict[tuple[bool, str | None, str, str, str], str] = {}
+
+    def __repr__(self) -> str:
+        return f"AggregateLines(precision={self.precision.value!r})"
+
+    def line(self, closed: Closed, site: str, district: str) -> str:
+        """The line of :func:`aggregate_point` for the same arguments.
+
+        Raises:
+            LineProtocolError: What encoding :func:`aggregate_point` would raise.
+        """
+        key = (closed.size is MINUTE, closed.sensor, site, closed.metric, district)
+        series = self._series.get(key)
+        if series is None:
+            measurement, tags, _, _ = aggregate_point(closed, site, district)
+            series = self._series[key] = encode_series(measurement, tags)
+        m = closed.moments
+        mean, low, high, total = float(m.mean), float(m.low), float(m.high), float(m.total)
+        count = m.count
+        # x - x is 0.0 for a finite float and nan otherwise, and nan spreads through +.
+        finite = (mean - mean) + (low - low) + (high - high) + (total - total) == 0.0
+        if not finite or type(count) is not int or count not in _INT64:
+            point = aggregate_point(closed, site, district)
+            return encode_point(*point, precision=self.precision)
+        ts = encode_timestamp(_ns(closed.end), self.precision)
+        return f"{series} mean={mean!r},min={low!r},max={high!r},sum={total!r},count={count}i {ts}"
 
 
 def station_aqi_point(

@@ -26,22 +26,31 @@ from stream.indices.scenic import apply as apply_occupancy
 from stream.indices.traffic import LaneObservation, district_index, segment_index
 from stream.schema import (
     MEASUREMENTS,
+    AggregateLines,
     MeasurementSpec,
     SensorTags,
     aggregate_point,
+    anomaly_line,
     anomaly_point,
     district_aqi_point,
     district_traffic_point,
     energy_point,
     gateway_point,
     hotspot_points,
+    reading_line,
     reading_point,
     scenic_point,
     segment_traffic_point,
     sensor_tags,
     station_aqi_point,
 )
-from stream.sinks.lineprotocol import FieldValue, LineEncoder, LinePoint, Precision
+from stream.sinks.lineprotocol import (
+    FieldValue,
+    LineEncoder,
+    LinePoint,
+    LineProtocolError,
+    Precision,
+)
 from telemetry import CATALOGUE, GatewayState, GatewayStatus, Kind, Reading
 from telemetry.registry import Registry, Sensor, load_example_registry
 
@@ -244,9 +253,9 @@ def test_integer_metrics_get_the_i_suffix_and_whole_floats_stay_floats() -> None
 
 
 @st.composite
-def readings(draw: st.DrawFn) -> tuple[Sensor, Reading]:
-    """A registry sensor and a valid reading of it: any metrics of its kind, any values."""
-    sensor = draw(st.sampled_from(REGISTRY.sensors))
+def readings(draw: st.DrawFn, kind: Kind | None = None) -> tuple[Sensor, Reading]:
+    """A registry sensor (of ``kind``) and a valid reading of it: any metrics, any values."""
+    sensor = draw(st.sampled_from([s for s in REGISTRY.sensors if kind in {None, s.kind}]))
     specs = CATALOGUE[sensor.kind]
     names = draw(st.lists(st.sampled_from(list(specs)), min_size=1, unique=True))
     interval_s = draw(st.sampled_from([1.0, 60.0, 300.0, 3600.0]))
@@ -523,3 +532,116 @@ def test_hotspot_points_rank_only_the_sites_that_stand_out() -> None:
         "district",
     )
     assert "self_z" not in parsed.fields
+
+
+# ---------------------------------------------------------------- lines built directly
+# The lines written per reading and per window are built without points; they must be
+# exactly what the encoder writes for the points above, so MEASUREMENTS stays the
+# contract of both.
+
+PRECISIONS = st.sampled_from(list(Precision))
+DETECTORS = st.sampled_from(["neighbours", "hst", 'the "odd" one', "C:\\raw"])
+
+
+def encoded(point: LinePoint, precision: Precision = Precision.NS) -> str:
+    return LineEncoder(precision).encode(*point)
+
+
+def pier_reading(**metrics: float) -> Reading:
+    """A pollution reading of the pier station, unvalidated: any values at all."""
+    return Reading.model_construct(
+        sensor_id="aq-pier-pollution", kind=Kind.POLLUTION, seq=4, ts=START, metrics=metrics
+    )
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+@given(data=st.data())
+def test_a_reading_line_is_its_encoded_point(kind: Kind, data: st.DataObject) -> None:
+    sensor, reading = data.draw(readings(kind))
+    precision = data.draw(PRECISIONS)
+    where = TAGS[sensor.id]
+    assert where.series is not None
+    line = reading_line(reading, where, precision)
+    assert line == encoded(reading_point(reading, where), precision)
+    check_line(parse_line(line))
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+@given(data=st.data())
+def test_an_anomaly_line_is_its_encoded_point(kind: Kind, data: st.DataObject) -> None:
+    sensor, reading = data.draw(readings(kind))
+    scores = [
+        (
+            metric,
+            data.draw(st.floats(0.0, 1.0)),
+            data.draw(DETECTORS),
+            data.draw(st.floats(-1e9, 1e9) | st.integers(0, 9).map(float)),
+        )
+        for metric in reading.metrics
+    ]
+    precision = data.draw(PRECISIONS)
+    where = TAGS[sensor.id]
+    line = anomaly_line(reading, where, scores, precision)
+    assert line == encoded(anomaly_point(reading, where.district, scores), precision)
+    check_line(parse_line(line))
+
+
+def test_lines_of_other_tags_or_odd_scores_are_still_the_encoded_points() -> None:
+    reading = pier_reading(pm2_5=35.0, pm10=50.0)
+    scores = [("pm2_5", 0.2, "hst", 1.0), ("pm10", 0.9, "z", 4), ("pm2_5", 0.7, "hst", 2.0)]
+    made_by_hand = SensorTags(site="st 1", district="lake,side", gateway="gw=1")
+    of_another_sensor = TAGS["aq-drum-tower-pollution"]
+    for where in (TAGS["aq-pier-pollution"], made_by_hand, of_another_sensor):
+        assert reading_line(reading, where) == encoded(reading_point(reading, where))
+        assert anomaly_line(reading, where, scores) == encoded(
+            anomaly_point(reading, where.district, scores)
+        )
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_value_line_protocol_cannot_hold_fails_as_its_point_does(bad: float) -> None:
+    where = TAGS["aq-pier-pollution"]
+    reading = pier_reading(pm2_5=bad)
+    with pytest.raises(LineProtocolError) as fast:
+        reading_line(reading, where)
+    with pytest.raises(LineProtocolError) as slow:
+        encoded(reading_point(reading, where))
+    assert fast.value.message == slow.value.message
+    reading = pier_reading(pm2_5=35.0, pm10=50.0)
+    for scores in (
+        [("pm2_5", bad, "hst", 1.0), ("pm10", 0.1, "hst", 1.0)],
+        [("pm2_5", 0.2, "hst", bad), ("pm10", 0.1, "hst", 1.0)],
+        [("pm2_5", 0.2, "hst", 1.0), ("pm10", bad, "hst", 1.0)],
+    ):
+        with pytest.raises(LineProtocolError) as fast:
+            anomaly_line(reading, where, scores)
+        with pytest.raises(LineProtocolError) as slow:
+            encoded(anomaly_point(reading, where.district, scores))
+        assert fast.value.message == slow.value.message
+    closed = Closed(MINUTE, 60, None, "pollution.pm2_5", Moments(1, 1.0, bad, 2.0))
+    with pytest.raises(LineProtocolError) as fast:
+        AggregateLines().line(closed, "st-aq-pier", "lakeside")
+    with pytest.raises(LineProtocolError) as slow:
+        encoded(aggregate_point(closed, "st-aq-pier", "lakeside"))
+    assert fast.value.message == slow.value.message
+
+
+@given(
+    st.lists(st.floats(-1e9, 1e9) | st.integers(-500, 500).map(float), min_size=1, max_size=5),
+    st.sampled_from([MINUTE, HOUR]),
+    st.sampled_from(["tr-ring-nb-1", None]),
+    st.sampled_from(["traffic.vehicle_count", "traffic.mean_speed_kmh"]),
+    PRECISIONS,
+)
+def test_an_aggregate_line_is_its_encoded_point(
+    values: list[float], size: WindowSize, sensor: str | None, metric: str, precision: Precision
+) -> None:
+    moments = Moments()
+    for v in values:
+        moments.add(v, v - 0.5, v + 0.5, 60.0)
+    closed = Closed(size, int(START.timestamp()) + 7, sensor, metric, moments)
+    lines = AggregateLines(precision)
+    for _ in range(2):  # the second time from the remembered series
+        line = lines.line(closed, "st-tr-ring-east", "lakeside")
+        assert line == encoded(aggregate_point(closed, "st-tr-ring-east", "lakeside"), precision)
+    check_line(parse_line(line))

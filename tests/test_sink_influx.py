@@ -22,7 +22,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from email.utils import format_datetime
 from typing import Any
 
@@ -56,6 +56,7 @@ from stream.sinks import (
     quote_string,
     timestamp_ns,
 )
+from stream.sinks.lineprotocol import encode_series, encode_timestamp
 from tests.servers._procs import free_port
 from tests.servers.influxdb1 import InfluxDB1Server
 from tests.servers.victoria_metrics import VictoriaMetricsServer
@@ -341,6 +342,26 @@ def test_timestamp_ns_needs_an_aware_datetime() -> None:
     with pytest.raises(LineProtocolError, match="naive"):
         timestamp_ns(datetime(2026, 11, 22, 8, 30))  # noqa: DTZ001 -- the point of the test
 
+    class NoOffset(tzinfo):
+        def utcoffset(self, dt: datetime | None) -> timedelta | None:
+            return None
+
+        def dst(self, dt: datetime | None) -> timedelta | None:
+            return None
+
+        def tzname(self, dt: datetime | None) -> str | None:
+            return None
+
+    with pytest.raises(LineProtocolError, match="naive"):
+        timestamp_ns(datetime(2026, 11, 22, 8, 30, tzinfo=NoOffset()))
+
+
+@given(st.datetimes(timezones=st.just(UTC)), st.integers(-1439, 1439))
+def test_timestamp_ns_is_exact_in_any_offset(at: datetime, minutes: int) -> None:
+    exact = (at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
+    assert timestamp_ns(at) == exact
+    assert timestamp_ns(at.astimezone(timezone(timedelta(minutes=minutes)))) == exact
+
 
 def test_batch_encoding_reports_bad_points_by_index() -> None:
     points = [
@@ -408,6 +429,32 @@ def test_every_point_round_trips_through_the_reference_parser(
     assert typed(parsed_fields) == typed(fields)
     assert parsed_ts == ts
     assert LineEncoder().encode(measurement, tags, fields, ts) == line
+
+
+@given(
+    measurement=keys,
+    tags=st.dictionaries(keys, names, max_size=5),
+    ts=st.integers(min_value=-(2**63), max_value=2**63),
+    precision=st.sampled_from(list(Precision)),
+)
+def test_a_series_and_a_timestamp_encode_as_in_a_line(
+    measurement: str, tags: dict[str, str], ts: int, precision: Precision
+) -> None:
+    if abs(ts) > 2**63 - 2:  # outside what InfluxDB stores
+        with pytest.raises(LineProtocolError, match=r"^timestamp"):
+            encode_point(measurement, tags, {"v": 1.0}, ts, precision=precision)
+        with pytest.raises(LineProtocolError, match=r"^timestamp"):
+            encode_timestamp(ts, precision)
+        return
+    line = encode_point(measurement, tags, {"v": 1.0}, ts, precision=precision)
+    assert line == f"{encode_series(measurement, tags)} v=1.0 {encode_timestamp(ts, precision)}"
+
+
+def test_encoding_a_series_or_a_timestamp_refuses_what_a_line_would() -> None:
+    with pytest.raises(LineProtocolError, match="tag 's' value"):
+        encode_series("m", {"s": "a\n"})
+    with pytest.raises(LineProtocolError, match="integer nanoseconds"):
+        encode_timestamp(1.5)  # type: ignore[arg-type]
 
 
 @given(

@@ -171,16 +171,34 @@ class Detector(ABC):
 
     def rows_of(self, keys: Sequence[Hashable]) -> IntArray:
         """The state rows of these series, allocating rows for new ones."""
-        rows = np.empty(len(keys), dtype=np.intp)
-        for i, key in enumerate(keys):
-            row = self._slots.get(key)
-            if row is None:
-                row = len(self._slots)
-                if row >= self._capacity:
-                    self._grow(max(2 * self._capacity, row + 1))
-                self._slots[key] = row
-            rows[i] = row
-        return rows
+        slots = self._slots
+        get = slots.get
+        found = [get(key) for key in keys]
+        if None in found:
+            for i, key in enumerate(keys):
+                if found[i] is None:
+                    found[i] = slots.setdefault(key, len(slots))
+        self.fit()
+        return np.array(found, dtype=np.intp)
+
+    def fit(self) -> None:
+        """Grow the state arrays to every allocated series (slots may be shared)."""
+        if len(self._slots) > self._capacity:
+            self._grow(max(2 * self._capacity, len(self._slots)))
+
+    def share_series(self, other: Detector) -> None:
+        """Keep series in the same rows as ``other``, so one :meth:`rows_of` serves both.
+
+        A combiner's detectors see the same series; sharing saves a lookup per detector.
+
+        Raises:
+            AnomalyError: this detector already holds series.
+        """
+        if self._slots:
+            msg = f"{self.name}: cannot share series slots once it holds series"
+            raise AnomalyError(msg)
+        self._slots = other._slots
+        self.fit()
 
     @property
     def series(self) -> int:

@@ -118,6 +118,10 @@ class Combiner:
         self.sharpness = sharpness
         self.cooldown = cooldown
         self._hold = _Hold(cooldown)
+        self._shared = all(d.series == 0 for d in self.detectors)
+        if self._shared:  # one rows_of per batch serves every detector
+            for d in (*self.detectors[1:], self._hold):
+                d.share_series(self.detectors[0])
 
     def __repr__(self) -> str:
         return (
@@ -174,8 +178,13 @@ class Combiner:
         """
         calibrated = np.empty((len(self.detectors), len(keys)))
         raw = np.empty_like(calibrated)
+        shared = self.detectors[0].rows_of(keys) if self._shared else None
         for i, d in enumerate(self.detectors):
-            rows = d.rows_of(keys)
+            if shared is None:
+                rows = d.rows_of(keys)
+            else:
+                rows = shared
+                d.fit()
             raw[i] = d.process(rows, ts, x, neighbours if d.uses_neighbours else None)
             calibrated[i] = calibrate(raw[i], d.alert_level, self.sharpness)
         which = np.argmax(calibrated, axis=0)
@@ -184,7 +193,12 @@ class Combiner:
         if self.cooldown:
             levels = np.asarray([d.alert_level for d in self.detectors])
             ratio = raw[which, cols] / levels[which]
-            held = self._hold.process(self._hold.rows_of(keys), ts, ratio)
+            if shared is None:
+                hold_rows = self._hold.rows_of(keys)
+            else:
+                hold_rows = shared
+                self._hold.fit()
+            held = self._hold.process(hold_rows, ts, ratio)
             score = np.where(held > 0, np.minimum(score / 2, _HELD_MAX), score)
         return score, which, raw[which, cols]
 

@@ -27,13 +27,15 @@ the same kind in the same district). :meth:`ReadingScorer.overdue` asks every
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
 
+from stream.anomaly.base import FloatArray
 from stream.anomaly.combine import Combiner
 from stream.anomaly.config import DEFAULT_CONFIG, AnomalyConfig
 from stream.anomaly.faults import Silence
@@ -41,7 +43,7 @@ from stream.anomaly.spatial import pad_neighbours
 from telemetry import Kind, Reading
 from telemetry.registry import Registry
 
-__all__ = ["MetricScore", "ReadingScorer", "neighbours_from_registry"]
+__all__ = ["FlatScore", "MetricScore", "ReadingScorer", "neighbours_from_registry"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,22 @@ class MetricScore:
     detector: str
     raw: float
     reading: bool = True
+
+
+FlatScore = tuple[str, float, str, float]
+"""One metric's score as :meth:`ReadingScorer.score_flat` gives it: metric, score,
+detector, raw score."""
+_NO_SCORE: FlatScore = ("", math.nan, "", math.nan)
+
+
+@dataclass(slots=True)
+class _Group:
+    """The observations of one (kind, metric) in a batch, as columns."""
+
+    positions: list[int] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    ts: list[float] = field(default_factory=list)
+    x: list[float] = field(default_factory=list)
 
 
 def neighbours_from_registry(registry: Registry) -> dict[str, list[str]]:
@@ -113,49 +131,63 @@ class ReadingScorer:
 
     def score(self, readings: Sequence[Reading]) -> list[MetricScore]:
         """Score, then learn, a batch of readings; one result per metric, in input order."""
-        groups: dict[tuple[Kind, str], list[Reading]] = defaultdict(list)
-        order: list[tuple[Kind, str, int]] = []
-        for reading in readings:
-            for metric in reading.metrics:
-                group = groups[reading.kind, metric]
-                order.append((reading.kind, metric, len(group)))
-                group.append(reading)
-        results = {key: self._score_group(*key, members) for key, members in groups.items()}
-        for (_, metric), members in groups.items():
-            for r in members:
-                self.latest[metric, r.sensor_id] = r.metrics[metric]
-        return [results[kind, metric][i] for kind, metric, i in order]
+        flat = self.score_flat(readings)
+        out: list[MetricScore] = []
+        i = 0
+        for r in readings:
+            for metric, value in r.metrics.items():
+                _, score, detector, raw = flat[i]
+                out.append(
+                    MetricScore(r.sensor_id, r.kind, metric, r.ts, value, score, detector, raw)
+                )
+                i += 1
+        return out
 
-    def _score_group(self, kind: Kind, metric: str, members: list[Reading]) -> list[MetricScore]:
-        combiner = self.combiner(kind, metric)
-        n = len(members)
-        keys = [r.sensor_id for r in members]
-        ts = np.fromiter((r.ts.timestamp() for r in members), np.float64, n)
-        x = np.fromiter((r.metrics[metric] for r in members), np.float64, n)
-        neighbours = None
-        if combiner.uses_neighbours:
-            latest = self.latest
-            neighbours = pad_neighbours(
-                [
-                    [latest[metric, s] for s in self.neighbours.get(k, ()) if (metric, s) in latest]
-                    for k in keys
-                ]
+    def score_flat(self, readings: Sequence[Reading]) -> list[FlatScore]:
+        """What :meth:`score` does, as plain tuples: the stream's hot path.
+
+        One ``(metric, score, detector, raw)`` per metric of each reading, in input
+        order (readings, then each reading's metrics), so a reading with ``n`` metrics
+        owns the next ``n`` entries.
+        """
+        groups: dict[tuple[Kind, str], _Group] = {}
+        position = 0
+        for reading in readings:
+            t = reading.ts.timestamp()
+            sensor = reading.sensor_id
+            kind = reading.kind
+            for metric, value in reading.metrics.items():
+                group = groups.get((kind, metric))
+                if group is None:
+                    group = groups[kind, metric] = _Group()
+                group.positions.append(position)
+                group.keys.append(sensor)
+                group.ts.append(t)
+                group.x.append(value)
+                position += 1
+        flat: list[FlatScore] = [_NO_SCORE] * position
+        for (kind, metric), group in groups.items():
+            combiner = self.combiner(kind, metric)
+            neighbours = (
+                self._neighbour_values(metric, group.keys) if combiner.uses_neighbours else None
             )
-        score, which, raw = combiner.process(keys, ts, x, neighbours)
-        names = [d.name for d in combiner.detectors]
-        return [
-            MetricScore(
-                r.sensor_id,
-                kind,
-                metric,
-                r.ts,
-                float(x[i]),
-                float(score[i]),
-                names[which[i]],
-                float(raw[i]),
+            score, which, raw = combiner.process(
+                group.keys, np.asarray(group.ts), np.asarray(group.x, dtype=np.float64), neighbours
             )
-            for i, r in enumerate(members)
-        ]
+            names = [d.name for d in combiner.detectors]
+            for at, s, w, r in zip(
+                group.positions, score.tolist(), which.tolist(), raw.tolist(), strict=True
+            ):
+                flat[at] = (metric, s, names[w], r)
+            self.latest.update(zip([(metric, k) for k in group.keys], group.x, strict=True))
+        return flat
+
+    def _neighbour_values(self, metric: str, keys: Sequence[str]) -> FloatArray:
+        """Each key's neighbours' latest values of ``metric``, padded with NaN."""
+        latest = self.latest
+        nan = math.nan
+        values = [[latest.get((metric, s), nan) for s in self.neighbours.get(k, ())] for k in keys]
+        return pad_neighbours(values)  # NaN (no value yet) is ignored wherever it stands
 
     def overdue(self, now: datetime) -> list[MetricScore]:
         """Every (sensor, metric) whose ``silence`` detector finds it overdue at ``now``.

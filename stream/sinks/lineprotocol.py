@@ -51,7 +51,7 @@ import math
 import numbers
 import re
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import NamedTuple, TypeAlias
 
@@ -66,6 +66,8 @@ __all__ = [
     "SinkError",
     "encode_batch",
     "encode_point",
+    "encode_series",
+    "encode_timestamp",
     "escape_field_key",
     "escape_measurement",
     "escape_tag_key",
@@ -183,6 +185,7 @@ _V1_NAMES = {Precision.S: "s", Precision.MS: "ms", Precision.US: "u", Precision.
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NS_PER_US = 1_000
+_NS_PER_S = 1_000_000_000
 # InfluxDB's valid timestamp range (its minimum and maximum are reserved).
 _MIN_TS_NS = -9_223_372_036_854_775_806
 _MAX_TS_NS = 9_223_372_036_854_775_806
@@ -208,10 +211,16 @@ def timestamp_ns(when: datetime) -> int:
     >>> timestamp_ns(datetime(2026, 11, 22, 8, 30, tzinfo=UTC))
     1795336200000000000
     """
-    if when.tzinfo is None or when.utcoffset() is None:
-        msg = f"timestamp {when.isoformat()}: a naive datetime has no defined instant"
-        raise LineProtocolError(msg)
-    return (when - _EPOCH) // timedelta(microseconds=1) * _NS_PER_US
+    if when.tzinfo is not None:
+        try:
+            since = when - _EPOCH
+        except TypeError:  # its tzinfo gives no offset: naive after all
+            pass
+        else:
+            seconds = since.days * 86_400 + since.seconds
+            return seconds * _NS_PER_S + since.microseconds * _NS_PER_US
+    msg = f"timestamp {when.isoformat()}: a naive datetime has no defined instant"
+    raise LineProtocolError(msg)
 
 
 # ------------------------------------------------------------------------ escape
@@ -447,6 +456,28 @@ def _series(measurement: str, tags: Mapping[str, str]) -> str:
     return ",".join(parts)
 
 
+def encode_series(measurement: str, tags: Mapping[str, str]) -> str:
+    r"""Encode the series of a line: its measurement and tags, as :class:`LineEncoder` does.
+
+    For builders that write many lines of one series: encode the series once, then
+    write ``f"{series} {fields} {timestamp}"``.
+
+    Args:
+        measurement: The measurement.
+        tags: Tag keys to tag values; written sorted by key.
+
+    Returns:
+        The escaped measurement and sorted, escaped tags.
+
+    Raises:
+        LineProtocolError: If any part cannot be written; the message names it.
+
+    >>> print(encode_series("aq", {"site": "Lake side", "id": "s1"}))
+    aq,id=s1,site=Lake\ side
+    """
+    return _series(measurement, tags)
+
+
 def _fields(fields: Mapping[str, FieldValue], keys: dict[str, str], max_cached: int) -> str:
     """Validate and encode the field set; ``keys`` remembers ``escaped_key=`` prefixes."""
     if not fields:
@@ -485,6 +516,27 @@ def _timestamp(ts_ns: object, divisor: int) -> int:
         msg = f"timestamp {ts!r}: outside the range InfluxDB stores"
         raise LineProtocolError(msg)
     return ts // divisor
+
+
+def encode_timestamp(ts_ns: int, precision: Precision = Precision.NS) -> str:
+    """Encode the timestamp of a line, as :class:`LineEncoder` does.
+
+    Args:
+        ts_ns: Nanoseconds since the Unix epoch.
+        precision: The unit it is written in (rounded down).
+
+    Returns:
+        The timestamp in that unit.
+
+    Raises:
+        LineProtocolError: If it is not an integer, or outside the range InfluxDB stores.
+
+    >>> encode_timestamp(1_700_000_000_123_456_789, Precision.MS)
+    '1700000000123'
+    """
+    if type(ts_ns) is int and _MIN_TS_NS <= ts_ns <= _MAX_TS_NS:
+        return str(ts_ns // precision.divisor)
+    return str(_timestamp(ts_ns, precision.divisor))
 
 
 def _encode(
