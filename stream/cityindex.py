@@ -611,6 +611,24 @@ class CityIndices:
             return pack_occupancy(self.scenic.states.get(name, OccupancyState()))
         return self.energy.states.get(name, BuildingEnergy()).pack()
 
+    def drop(self, key: str) -> None:
+        """Forget a cross-sensor key's state (another worker has taken it over).
+
+        Raises:
+            KeyError: the key is not one of the registry's.
+        """
+        if key not in self._district_of_key:
+            raise KeyError(key)
+        kind, _, name = key.partition("/")
+        if kind == "site":
+            self.aggregates.states.pop(name, None)
+        elif kind == "segment":
+            self.traffic.states.pop(key, None)
+        elif kind == "area":
+            self.scenic.states.pop(name, None)
+        else:
+            self.energy.states.pop(name, None)
+
     def restore(self, key: str, data: bytes) -> None:
         """Put back a cross-sensor key's state that :meth:`snapshot` gave.
 

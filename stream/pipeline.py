@@ -84,10 +84,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from stream.anomaly.config import DEFAULT_CONFIG, AnomalyConfig
-from stream.anomaly.scorer import ReadingScorer, neighbours_from_registry
+from stream.anomaly.scorer import FlatScore, ReadingScorer, neighbours_from_registry
 from stream.cityindex import CityIndices, IndexConfig
-from stream.schema import SensorTags, anomaly_point, gateway_point, reading_point, sensor_tags
-from stream.sinks.lineprotocol import LineEncoder, LinePoint, Precision
+from stream.schema import SensorTags, anomaly_line, gateway_point, reading_line, sensor_tags
+from stream.sinks.lineprotocol import LineEncoder, Precision
 from telemetry import CATALOGUE, Batch, GatewayStatus, Reading
 from telemetry.registry import Registry
 
@@ -269,6 +269,42 @@ class Pipeline:
             if self.watermark is None or stored > self.watermark:
                 self.watermark = stored
 
+    def district_of(self, key: str) -> str:
+        """The district a state key belongs to (a sensor's: its site's).
+
+        Raises:
+            KeyError: neither a registry sensor nor a cross-sensor key of the registry.
+        """
+        if self._city.is_key(key):
+            return self._city.district_of_key(key)
+        return self._tags[key].district
+
+    def route_key(self, gateway_id: str) -> str:
+        """The key a gateway's envelopes are re-keyed by: its site's district.
+
+        Everything a district's state depends on then arrives on one partition. An
+        unknown gateway keeps its own id: its readings are refused downstream.
+        """
+        return self._districts.get(self._gateways.get(gateway_id, ""), gateway_id)
+
+    def drop_districts(self, districts: Iterable[str]) -> None:
+        """Forget what this pipeline holds of some districts: another worker took them.
+
+        Their sensors' and cross-sensor keys' state is read again (``load``) the next
+        time one of their readings comes here, so nothing stale is used or written.
+        """
+        gone = set(districts)
+        for sensor, tags in self._tags.items():
+            if tags.district in gone:
+                self._seen.discard(sensor)
+                self._loaded.discard(sensor)
+                self._last_seq.pop(sensor, None)
+        for district in gone:
+            self._loaded_districts.discard(district)
+            for key in self._city.keys_of_district(district):
+                self._loaded.discard(key)
+                self._city.drop(key)
+
     def _known(self, sensor_id: str) -> bool:
         """Whether the sensor is in the registry, loading stored state on first sight.
 
@@ -309,15 +345,20 @@ class Pipeline:
         fresh = self._accept(envelopes, out)
         # fresh: [(reading, on time?)] -- registry sensors, new seqs, in arrival order
         on_time = [reading for reading, in_time in fresh if in_time]
-        points = [reading_point(r, self._tags[r.sensor_id]) for r, _ in fresh]
-        # points: every fresh reading, raw (a late one too)
-        points += self._anomaly_points(on_time)
-        # + an anomaly point per on-time reading
-        points += self._city.add(on_time, out.touched)
-        # + scenic per gate reading, energy_use per meter reading; windows fed
+        scores = self._scorer.score_flat(on_time)
+        # scores: one per metric of each on-time reading, in order; the detectors learned
+        points = self._city.add(on_time, out.touched)
+        # points: scenic per gate reading, energy_use per meter reading; windows fed
         points += self._city.close(self.watermark, out.touched)
         # + agg_1m, agg_1h, aqi, traffic_index, hotspot of the windows the watermark passed
-        out.lines = self._encoder.encode_batch(points)
+        precision = self._encoder.precision
+        lines = [reading_line(r, self._tags[r.sensor_id], precision) for r, _ in fresh]
+        # lines: every fresh reading, raw (a late one too)
+        lines += self._anomaly_lines(on_time, scores)
+        # + an anomaly line per on-time reading
+        lines += self._encoder.encode_batch(points)
+        # + the points above
+        out.lines = lines
         self.stats.unrated = self._city.unrated
         self.stats.points += len(out.lines)
         return out
@@ -370,17 +411,19 @@ class Pipeline:
             return False
         return ts < self.watermark
 
-    def _anomaly_points(self, readings: Sequence[Reading]) -> list[LinePoint]:
-        scores = self._scorer.score(readings)
-        points: list[LinePoint] = []
+    def _anomaly_lines(self, readings: Sequence[Reading], scores: Sequence[FlatScore]) -> list[str]:
+        """An anomaly line per reading, from its metrics' scores (the next ``n`` of them)."""
+        precision = self._encoder.precision
+        tags = self._tags
+        lines: list[str] = []
         i = 0
         for reading in readings:
             n = len(reading.metrics)
-            mine = [(s.metric, s.score, s.detector, s.raw) for s in scores[i : i + n]]
+            lines.append(
+                anomaly_line(reading, tags[reading.sensor_id], scores[i : i + n], precision)
+            )
             i += n
-            district = self._tags[reading.sensor_id].district
-            points.append(anomaly_point(reading, district, mine))
-        return points
+        return lines
 
     def status_lines(self, statuses: Iterable[GatewayStatus]) -> list[str]:
         """Gateway status messages as lines.

@@ -2,18 +2,18 @@
 
 Two real ``python -m stream.app worker --without-web`` processes with the same app id
 (one consumer group) and their own data directories read a four-partition readings
-topic on a real Tansu and write to a real VictoriaMetrics. A simulated city's two hours
-go through them as gateway envelopes (one per gateway per minute):
+topic on a real Tansu and write to a real VictoriaMetrics. Each worker's ``route``
+agent re-keys the envelopes of its readings partitions by district onto the
+``by-district`` topic, whose partitions (and the state changelog's) are shared out too.
+A simulated city's two hours go through them as gateway envelopes (one per gateway per
+minute):
 
-1. Once both workers hold partitions, every gateway is given a partition of its own
-   (the envelopes are produced to explicit partitions, still keyed by gateway, so that
-   the test knows which worker owns which gateway whatever the assignor decided): the
-   old town's gateway and ``gw-lakeside-01`` on the worker that will be killed (the
-   victim), the two other gateways on the survivor. The old town is then a district
-   wholly on the victim; the lakeside district is split between the workers, as a hash
-   partitioner may split it.
-2. Minutes 0-40 of every gateway, paced; the test waits until both workers have
-   written and have committed every offset (so the victim's state is in the changelog).
+1. Once both workers hold partitions, the worker that owns the old town's
+   ``by-district`` partition is the one to be killed (the victim); the other is the
+   survivor. The victim's gateways are those of the districts on the victim's
+   partitions (the lakeside too, if the assignor gave it both).
+2. Minutes 0-40 of every gateway, paced; the test waits until every offset of both
+   topics is committed (so the victim's state is in the changelog).
 3. Minutes 40-48 of the survivor's gateways only: the victim's gateways are offline.
 4. The victim is SIGKILLed. Production goes on while nobody owns its partitions:
    every gateway re-sends its envelopes of minutes 30-40 (a gateway's store-and-forward
@@ -32,11 +32,10 @@ Then, with every offset committed:
   victim's state from the changelog could have told the survivor they were old;
 * the survivor's log shows it took over the four partitions, wrote batches after the
   kill, and counted at least the resent readings as duplicates;
-* state carried over: every point of the old town (raw readings, anomaly scores and so
-  the detectors' state, scenic-area occupancy, windows, indices) is exactly what one
-  pure :class:`~stream.pipeline.Pipeline` makes of the same envelopes in the same order.
-  The lakeside district is not compared: the pipeline documents that cross-sensor
-  state assumes a district's gateways on one worker.
+* state carried over: every point of every district (raw readings, anomaly scores and
+  so the detectors' state, scenic-area occupancy, windows, indices) is exactly what
+  one pure :class:`~stream.pipeline.Pipeline` makes of the same envelopes in the same
+  order.
 
 The production is paced (0.15 s per minute of event time) and the survivor's gateways
 are held while it takes over, so that no worker sees one partition run more than the
@@ -66,6 +65,9 @@ from aiokafka import (  # type: ignore[import-untyped,unused-ignore]
     AIOKafkaConsumer,
     AIOKafkaProducer,
     TopicPartition,
+)
+from aiokafka.partitioner import (  # type: ignore[import-untyped,unused-ignore]
+    DefaultPartitioner,
 )
 
 from simulators.engine import City
@@ -105,8 +107,6 @@ seed: 23
 start: {START.isoformat()}
 duration: {MINUTES}m
 """
-VICTIM_GATEWAYS = ("gw-oldtown-01", "gw-lakeside-01")
-SURVIVOR_GATEWAYS = ("gw-lakeside-02", "gw-ring-01")
 OLD_TOWN = "old-town"
 KINDS = ("pollution", "ambient", "energy", "traffic", "crowd")
 ASSIGNED = "Setting newly assigned partitions"
@@ -160,11 +160,10 @@ def select(
 
 @dataclass
 class Producer:
-    """Produces envelopes to their gateway's partition, and knows each partition's end."""
+    """Produces envelopes keyed by gateway, and knows each partition's end."""
 
     tansu: TansuServer
     topic: str
-    partition_of: dict[str, int] = field(default_factory=dict)
     ends: dict[int, int] = field(default_factory=dict)
 
     def send(self, envelopes: Sequence[Envelope], pace_s: float = 0.0) -> None:
@@ -184,17 +183,16 @@ class Producer:
                     self.topic,
                     key=e.gateway.encode(),
                     value=e.batch.model_dump_json().encode(),
-                    partition=self.partition_of[e.gateway],
                 )
                 self.ends[meta.partition] = max(self.ends.get(meta.partition, 0), meta.offset + 1)
         finally:
             await producer.stop()
 
 
-def committed(tansu: TansuServer, group: str, topic: str) -> dict[int, int]:
-    """The group's committed offset of each partition of ``topic`` (-1: none)."""
+def offsets(tansu: TansuServer, group: str, topic: str) -> tuple[dict[int, int], dict[int, int]]:
+    """The group's committed offset (-1: none) and the end of each partition of ``topic``."""
 
-    async def fetch() -> dict[int, int]:
+    async def fetch() -> tuple[dict[int, int], dict[int, int]]:
         # A consumer of the group that only reads offsets: assigned, never joining.
         consumer = AIOKafkaConsumer(
             bootstrap_servers=tansu.bootstrap_servers, group_id=group, enable_auto_commit=False
@@ -203,12 +201,22 @@ def committed(tansu: TansuServer, group: str, topic: str) -> dict[int, int]:
         try:
             tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
             consumer.assign(tps)
-            offsets = {tp.partition: await consumer.committed(tp) for tp in tps}
-            return {p: -1 if offset is None else offset for p, offset in offsets.items()}
+            done = {tp.partition: await consumer.committed(tp) for tp in tps}
+            ends = await consumer.end_offsets(tps)
+            return (
+                {p: -1 if offset is None else offset for p, offset in done.items()},
+                {tp.partition: end for tp, end in ends.items()},
+            )
         finally:
             await consumer.stop()
 
     return asyncio.run(asyncio.wait_for(fetch(), 30))
+
+
+def district_partition(district: str) -> int:
+    """The ``by-district`` partition of a district, as the worker's producer picks it."""
+    partitions = list(range(PARTITIONS))
+    return int(DefaultPartitioner()(district.encode(), partitions, partitions))
 
 
 # ---------------------------------------------------------------- workers
@@ -377,14 +385,18 @@ def test_a_killed_workers_partitions_and_state_move_to_the_survivor_and_nothing_
 ) -> None:
     vm = victoria_metrics
     envelopes = city_envelopes()
+    registry = load_example_registry()
+    district_of_site = {s.id: s.district for s in registry.sites}
+    districts = {g.id: district_of_site[g.site] for g in registry.gateways}
     app_id = f"fo-{uuid.uuid4().hex[:8]}"
     topic = f"{app_id}.readings"
+    by_district = f"{app_id}.readings.by-district"
     asyncio.run(
         create_topics(tansu, [topic, f"{app_id}.status", f"{app_id}.deadletter"], PARTITIONS)
     )
-    survivor = worker("survivor", tansu, vm, tmp_path, app_id)
-    victim = worker("victim", tansu, vm, tmp_path, app_id)
-    workers = (survivor, victim)
+    first_worker = worker("first", tansu, vm, tmp_path, app_id)
+    second_worker = worker("second", tansu, vm, tmp_path, app_id)
+    workers = (first_worker, second_worker)
 
     def fail(what: str) -> NoReturn:
         tails = "\n".join(
@@ -392,35 +404,42 @@ def test_a_killed_workers_partitions_and_state_move_to_the_survivor_and_nothing_
         )
         pytest.fail(f"{what}\n{tails}", pytrace=False)
 
-    survivor.proc.start()
+    first_worker.proc.start()
     try:
-        victim.proc.start()
+        second_worker.proc.start()
 
-        # -- both in the group: the partitions are shared
+        # -- both in the group: the partitions of both topics are shared
         def shared() -> bool:
-            held = [w.assignments(topic) for w in workers]
-            return (
-                len(held[0]) >= 2
-                and bool(held[1])
-                and held[0][-1] | held[1][-1] == set(range(PARTITIONS))
-            )
+            for name in (topic, by_district):
+                held = [w.assignments(name) for w in workers]
+                if not all(held) or held[0][-1] | held[1][-1] != set(range(PARTITIONS)):
+                    return False
+                if held[0][-1] & held[1][-1] or not held[0][-1] or not held[1][-1]:
+                    return False
+            # ... and both have recovered since, so that both route from the start
+            return all("Worker ready" in w.log().rsplit(ASSIGNED, 1)[-1] for w in workers)
 
         wait_for(shared, "the two workers did not share the partitions", fail)
-        survivors, victims = (sorted(w.assignments(topic)[-1]) for w in workers)
-        if not survivors or not victims or set(survivors) & set(victims):
-            fail(f"partitions not shared: survivor {survivors}, victim {victims}")
+        old_town = district_partition(OLD_TOWN)
+        victim, survivor = sorted(
+            workers, key=lambda w: old_town not in w.assignments(by_district)[-1]
+        )
+        victims = sorted(victim.assignments(by_district)[-1])
+        victim_gateways = sorted(
+            g for g, d in districts.items() if district_partition(d) in victims
+        )
+        survivor_gateways = sorted(set(districts) - set(victim_gateways))
         producer = Producer(tansu, topic)
-        for i, gw in enumerate(SURVIVOR_GATEWAYS):
-            producer.partition_of[gw] = survivors[i % len(survivors)]
-        for i, gw in enumerate(VICTIM_GATEWAYS):
-            producer.partition_of[gw] = victims[i % len(victims)]
 
         def settled() -> bool:
-            offsets = committed(tansu, app_id, topic)
-            return all(offsets[p] >= end for p, end in producer.ends.items())
+            done, _ = offsets(tansu, app_id, topic)
+            routed, ends = offsets(tansu, app_id, by_district)
+            return all(done[p] >= end for p, end in producer.ends.items()) and all(
+                routed[p] >= end for p, end in ends.items() if end > 0
+            )
 
         # -- minutes 0-40, every gateway: both workers write, and commit
-        first = select(envelopes, producer.partition_of, 0, FIRST_END)
+        first = select(envelopes, districts, 0, FIRST_END)
         producer.send(first, PACE_S)
         wait_for(
             lambda: set(sensor_ts(raw_samples(vm))) >= keys(first),
@@ -429,12 +448,11 @@ def test_a_killed_workers_partitions_and_state_move_to_the_survivor_and_nothing_
             lambda: lacking(vm, keys(first)),
         )
         wait_for(settled, "the workers did not commit minutes 0-40", fail)
-        for w in workers:
-            if not any(b.get("envelopes", 0) > 0 for b in w.batches()):
-                fail(f"the {w.name} wrote no batch of minutes 0-40")
+        if not any(b.get("envelopes", 0) > 0 for b in victim.batches()):
+            fail("the victim wrote no batch of minutes 0-40")
 
         # -- minutes 40-48, the survivor's gateways only; then SIGKILL the victim
-        offline = select(envelopes, SURVIVOR_GATEWAYS, FIRST_END, OFFLINE_END)
+        offline = select(envelopes, survivor_gateways, FIRST_END, OFFLINE_END)
         producer.send(offline, PACE_S)
         mark = survivor.log_size()
         before = survivor.batches()
@@ -442,11 +460,11 @@ def test_a_killed_workers_partitions_and_state_move_to_the_survivor_and_nothing_
         os.kill(victim.proc.pid, signal.SIGKILL)
 
         # -- meanwhile: every gateway re-sends minutes 30-40; the victim's catch up to 48
-        resent = select(envelopes, producer.partition_of, RESEND_FROM, FIRST_END)
-        catch_up = select(envelopes, VICTIM_GATEWAYS, FIRST_END, OFFLINE_END)
+        resent = select(envelopes, districts, RESEND_FROM, FIRST_END)
+        catch_up = select(envelopes, victim_gateways, FIRST_END, OFFLINE_END)
         producer.send(resent + catch_up)
         wait_for(
-            lambda: set(range(PARTITIONS)) in survivor.assignments(topic, mark),
+            lambda: set(range(PARTITIONS)) in survivor.assignments(by_district, mark),
             "the survivor did not take over the four partitions",
             fail,
         )
@@ -454,7 +472,7 @@ def test_a_killed_workers_partitions_and_state_move_to_the_survivor_and_nothing_
         wait_for(settled, "the survivor did not commit the victim's backlog", fail)
 
         # -- minutes 48-120, every gateway
-        rest = select(envelopes, producer.partition_of, OFFLINE_END, envelopes[-1].minute + 1)
+        rest = select(envelopes, districts, OFFLINE_END, envelopes[-1].minute + 1)
         producer.send(rest, PACE_S)
         expected = keys(envelopes)
         wait_for(
@@ -499,30 +517,42 @@ def test_a_killed_workers_partitions_and_state_move_to_the_survivor_and_nothing_
             )
         problems += [f"the {w.name} logged a traceback" for w in workers if "Traceback" in w.log()]
 
-        # -- state carried over: the old town as one pipeline sees it
-        reference = Pipeline(load_example_registry())
+        # -- state carried over: every district as one pipeline sees it
+        reference = Pipeline(registry)
         lines: list[str] = []
         for part in (first, offline, resent, catch_up, rest):
             for e in part:
                 lines += reference.process([e.batch]).lines
-        expected_old_town = reference_samples(lines, OLD_TOWN)
-        wrong = differences(vm_samples(vm, f'{{district="{OLD_TOWN}"}}'), expected_old_town)
-        if wrong:
-            names = Counter(line.split("{", 1)[0] for line in wrong)
-            problems.append(
-                f"{len(wrong)} of {len(expected_old_town)} old-town samples differ from one"
-                f" pipeline's; by series: {dict(names.most_common())}:\n  "
-                + "\n  ".join(wrong[:20])
-            )
+        compared = 0
+        for district in sorted(set(districts.values())):
+            expected_district = reference_samples(lines, district)
+            compared += len(expected_district)
+            wrong = differences(vm_samples(vm, f'{{district="{district}"}}'), expected_district)
+            if wrong:
+                names = Counter(line.split("{", 1)[0] for line in wrong)
+                problems.append(
+                    f"{len(wrong)} of {len(expected_district)} {district} samples differ from"
+                    f" one pipeline's; by series: {dict(names.most_common())}:\n  "
+                    + "\n  ".join(wrong[:20])
+                )
         if problems:
             late = {
                 w.name: max((b.get("late", 0) for b in w.batches()), default=0) for w in workers
             }
-            fail("\n".join([*problems, f"late readings (they update no state): {late}"]))
+            fail(
+                "\n".join(
+                    [
+                        *problems,
+                        f"late readings (they update no state): {late}",
+                        f"the victim ({victim.name}) held by-district partitions {victims};"
+                        f" the old town is on {old_town}",
+                    ]
+                )
+            )
         print(
             f"{len(expected)} readings landed once each; the survivor took over partitions"
             f" {victims} and counted {duplicates} duplicates ({len(resent_keys)} resent);"
-            f" {len(expected_old_town)} old-town samples as one pipeline makes them"
+            f" {compared} samples of every district as one pipeline makes them"
         )
     finally:
         for w in workers:

@@ -1,13 +1,23 @@
 """The stream's agents: short pipelines over the pure core in :mod:`stream.pipeline`.
 
-``readings``: take a batch of gateway envelopes from Kafka; decode them (a payload
+``route``: take a batch of gateway envelopes from the readings topic (keyed by
+gateway) and forward each, bytes unchanged, to the ``by_district`` topic keyed by its
+gateway's district (:meth:`~stream.pipeline.Pipeline.route_key`); the batch's offsets
+move on only once Kafka has every forwarded record.
+
+``readings``: take a batch of envelopes from ``by_district``; decode them (a payload
 the codec refuses goes to the dead-letter topic); let the pipeline dedupe, order,
 score and encode them; write the lines to the time-series database, retrying until
-it has them; then store every touched sensor's state in the table. Offsets move on
-only after that, so a crash anywhere replays the batch, and the replay is harmless
-(duplicates are dropped by seq, points overwrite themselves).
+it has them; then store every touched state key in the table, in the changelog
+partition of its district. Offsets move on only after that, so a crash anywhere
+replays the batch, and the replay is harmless (duplicates are dropped by seq, points
+overwrite themselves).
 
 ``status``: gateway status messages become ``gateway`` points.
+
+When a rebalance gives partitions of ``by_district`` to another worker, the pipeline forgets the
+districts that were on them (:meth:`~stream.pipeline.Pipeline.drop_districts`), so it
+never writes points or state for a district another worker now owns.
 """
 
 from __future__ import annotations
@@ -60,6 +70,14 @@ def _dead_letter(reason: str, source: str, payload: bytes) -> bytes:
     ).encode()
 
 
+def _gateway_of(codec: Codec, payload: bytes) -> str:
+    """The gateway of an envelope that came without a key ("" if it does not decode)."""
+    try:
+        return codec.decode_batch(payload).gateway_id
+    except DecodeError:
+        return ""
+
+
 def _rejected(r: Rejected) -> bytes:
     return _dead_letter(r.reason, f"gateway {r.gateway_id}", r.reading.model_dump_json().encode())
 
@@ -78,6 +96,7 @@ def _batches(
 class Agents:
     """The stream's agents."""
 
+    route: faust.types.AgentT[Any]
     readings: faust.types.AgentT[Any]
     status: faust.types.AgentT[Any]
 
@@ -105,21 +124,44 @@ def define_agents(
                     key=event.key, value=_dead_letter(str(exc), decode, event.value)
                 )
 
+    partition_of: dict[str, int] = {}
+    """District -> the partition of ``by_district`` its readings come on."""
+
+    def route_key(event: faust.EventT[Any]) -> bytes:
+        gateway = event.key.decode() if event.key else _gateway_of(codec, event.value)
+        return pipeline.route_key(gateway).encode()
+
     @app.agent(topics.readings)
+    async def route(stream: faust.StreamT[bytes]) -> None:
+        async for events in _batches(stream, settings):
+            sent = [
+                await topics.by_district.send(key=route_key(event), value=event.value)
+                for event in events
+            ]
+            await asyncio.gather(*sent)  # Kafka has them: these offsets may be committed
+
+    @app.agent(topics.by_district)
     async def readings(stream: faust.StreamT[bytes]) -> None:
         await sink.connect()
         async for events in _batches(stream, settings):
+            for event in events:
+                if event.key:
+                    partition_of[event.key.decode()] = event.message.partition
             envelopes = [batch async for _, batch in decoded(events, settings.readings_topic)]
             refused = len(events) - len(envelopes)
             out = pipeline.process(envelopes)
-            # out.lines: raw readings and anomaly scores, as line protocol
+            # out.lines: raw readings, anomaly scores, closed windows and indices
             for rejected in out.rejected:
                 await topics.deadletter.send(
                     key=rejected.gateway_id.encode(), value=_rejected(rejected)
                 )
             await write_until_done(sink, out.lines, log)
-            for sensor in out.touched:
-                tables.sensor_state[sensor.encode()] = pipeline.snapshot(sensor)
+            written = set()
+            for key in out.touched:
+                partition = partition_of[pipeline.district_of(key)]
+                tables.state.put(key.encode(), pipeline.snapshot(key), partition=partition)
+                written.add(partition)
+            await tables.state.seal(written)
             log.info(
                 "batch written",
                 envelopes=len(envelopes),
@@ -129,6 +171,18 @@ def define_agents(
                 duplicates=pipeline.stats.duplicates,
                 late=pipeline.stats.late,
             )
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def forget(app: faust.App, assigned: set[faust.types.TP], **kwargs: object) -> None:
+        # Faust revokes every partition at a rebalance and hands most back: only the
+        # districts whose partition went to another worker are forgotten.
+        kept = {tp.partition for tp in assigned if tp.topic == settings.district_topic}
+        lost = sorted(d for d, p in partition_of.items() if p not in kept)
+        for district in lost:
+            del partition_of[district]
+        pipeline.drop_districts(lost)
+        if lost:
+            log.info("districts handed over", districts=lost)
 
     @app.agent(topics.status)
     async def status(stream: faust.StreamT[bytes]) -> None:
@@ -145,4 +199,4 @@ def define_agents(
                     )
             await write_until_done(sink, pipeline.status_lines(statuses), log)
 
-    return Agents(readings=readings, status=status)
+    return Agents(route=route, readings=readings, status=status)

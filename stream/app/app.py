@@ -56,7 +56,7 @@ def build_app(settings: StreamSettings) -> StreamApp:
     )
     topics = define_topics(app, settings)
     tables = define_tables(app, settings)
-    state = tables.sensor_state
+    state = tables.state
     pipeline = Pipeline(
         _registry(settings.registry),
         load_config(settings.anomaly_config),

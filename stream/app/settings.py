@@ -16,9 +16,9 @@ ValueError: URBANSENSE_BATCH: Input should be a valid integer, ... (got 'many')
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = ["ENV_PREFIX", "StreamSettings"]
 
@@ -34,6 +34,9 @@ class StreamSettings(BaseModel):
             changelog topics. Every worker of one stream shares it.
         kafka: the Kafka bootstrap servers, ``host:port[,host:port...]``.
         readings_topic: where the bridge puts gateway envelopes, keyed by gateway.
+        district_topic: the envelopes again, keyed by district: the worker routes
+            them there and reads them back (created by the worker);
+            ``<readings_topic>.by-district`` unless set.
         status_topic: where the bridge puts gateway status messages.
         deadletter_topic: where readings the stream refuses go, with the reason.
         partitions: partitions of the topics the app creates (readings and tables).
@@ -55,6 +58,7 @@ class StreamSettings(BaseModel):
     app_id: str = "urbansense-stream"
     kafka: str = "127.0.0.1:9092"
     readings_topic: str = "urbansense.readings"
+    district_topic: str = ""
     status_topic: str = "urbansense.status"
     deadletter_topic: str = "urbansense.deadletter"
     partitions: int = Field(default=8, ge=1)
@@ -68,6 +72,12 @@ class StreamSettings(BaseModel):
     batch: int = Field(default=500, ge=1)
     batch_seconds: float = Field(default=0.5, gt=0)
     datadir: str = "urbansense-stream-data"
+
+    @model_validator(mode="after")
+    def _district_topic(self) -> Self:
+        if not self.district_topic:
+            object.__setattr__(self, "district_topic", f"{self.readings_topic}.by-district")
+        return self
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> StreamSettings:
