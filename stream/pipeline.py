@@ -43,12 +43,11 @@ district together, so that district figures are computed from all of its sites a
 before. Restoring a state never moves the watermark back, so a reading the last
 worker would have found late is late here too, and never reopens a window it closed.
 
-Cross-sensor state assumes that the sensors of a site, a scenic area, a road segment
--- and, for the district figures, of a whole district -- are on gateways whose
-envelopes reach the same worker (one set of partitions of the readings topic, which is
-keyed by gateway); otherwise two workers would each keep part of an area. Re-keying
-readings by area or district before these steps, so that this holds for any
-deployment, is the scale-out step still to do.
+All of a district's keys must be on one worker, with all of its readings: the
+worker re-keys envelopes by their gateway's district (:meth:`Pipeline.route_key`,
+:mod:`stream.app.topics`) before they reach a pipeline, and stores each key in its
+district's changelog partition (:meth:`Pipeline.district_of`). When another worker
+takes districts over, :meth:`Pipeline.drop_districts` forgets them here.
 
 >>> from datetime import UTC, datetime, timedelta
 >>> from telemetry import Batch, Kind, Reading

@@ -90,6 +90,7 @@ __all__ = [
     "energy_point",
     "gateway_point",
     "hotspot_points",
+    "markdown_table",
     "reading_line",
     "reading_point",
     "scenic_point",
@@ -363,6 +364,35 @@ class SensorTags:
     gateway: str
     extra: Mapping[str, str] = field(default_factory=dict)
     series: SensorSeries | None = field(default=None, compare=False, repr=False)
+
+
+def markdown_table(measurements: Sequence[MeasurementSpec] = MEASUREMENTS) -> str:
+    """The measurement table as Markdown, as the README prints it (a test keeps them equal).
+
+    One row per measurement: what a point is, its tags, and its fields with type and
+    unit (``anomaly``'s per-metric ``score_<metric>`` fields are summarised).
+    """
+
+    def fields(spec: MeasurementSpec) -> str:
+        listed = [f for f in spec.fields if not f.name.startswith("score_")]
+        text = ", ".join(
+            f"`{f.name}` {f.type}" + (f" ({f.unit})" if f.unit and f.unit != "1" else "")
+            for f in listed
+        )
+        per_metric = len(spec.fields) - len(listed)
+        if per_metric:
+            text += f", `score_<metric>` float (0-1), one per metric ({per_metric})"
+        return text.replace("|", "\\|")
+
+    rows = [
+        "| measurement | a point is | tags | fields (type, unit) |",
+        "| --- | --- | --- | --- |",
+    ]
+    rows += [
+        f"| `{m.name}` | {m.point} | {', '.join(f'`{t}`' for t in m.tags)} | {fields(m)} |"
+        for m in measurements
+    ]
+    return "\n".join(rows) + "\n"
 
 
 def sensor_tags(registry: Registry) -> dict[str, SensorTags]:

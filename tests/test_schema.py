@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -37,6 +38,7 @@ from stream.schema import (
     energy_point,
     gateway_point,
     hotspot_points,
+    markdown_table,
     reading_line,
     reading_point,
     scenic_point,
@@ -645,3 +647,11 @@ def test_an_aggregate_line_is_its_encoded_point(
         line = lines.line(closed, "st-tr-ring-east", "lakeside")
         assert line == encoded(aggregate_point(closed, "st-tr-ring-east", "lakeside"), precision)
     check_line(parse_line(line))
+
+
+def test_the_readme_prints_the_current_measurement_table() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert markdown_table() in readme, (
+        "README.md's measurement table is out of date: paste in "
+        "`.venv/bin/python -c 'from stream.schema import markdown_table; print(markdown_table())'`"
+    )
