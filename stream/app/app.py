@@ -63,6 +63,7 @@ def build_app(settings: StreamSettings) -> StreamApp:
         lateness=timedelta(seconds=settings.lateness_s),
         load=lambda sensor: state.get(sensor.encode()),
         precision=Precision.MS,
+        indices=settings.index_config(),
     )
     sink = InfluxSink(
         settings.influx_url,

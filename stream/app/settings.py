@@ -15,15 +15,21 @@ ValueError: URBANSENSE_BATCH: Input should be a valid integer, ... (got 'many')
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from datetime import time
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from stream.cityindex import IndexConfig
 
 __all__ = ["ENV_PREFIX", "StreamSettings"]
 
 ENV_PREFIX = "URBANSENSE_"
 """The prefix of the environment variables."""
+_HHMM = r"(?:[01]\d|2[0-3]):[0-5]\d"
+_OPENS_AT = rf"{_HHMM}(?:,[A-Za-z0-9][A-Za-z0-9_.:-]*={_HHMM})*"
 
 
 class StreamSettings(BaseModel):
@@ -46,6 +52,10 @@ class StreamSettings(BaseModel):
         influx_token: the API token, if the database wants one.
         registry: the site registry file, or ``example`` for the shipped example city.
         anomaly_config: an anomaly profile YAML over the shipped defaults, if any.
+        utc_offset_h: local time's offset from UTC, for scenic days and hours of the
+            week (8 for China).
+        scenic_opens_at: when scenic areas open (local time; occupancy resets then):
+            ``HH:MM`` for all, or ``HH:MM,<area>=HH:MM,...`` with exceptions.
         lateness_s: how late (behind the newest event time) a reading may be and still
             update state.
         batch: the most envelopes taken from Kafka per step.
@@ -68,6 +78,8 @@ class StreamSettings(BaseModel):
     influx_token: str | None = None
     registry: str = "example"
     anomaly_config: str | None = None
+    utc_offset_h: float = Field(default=8.0, ge=-12, le=14)
+    scenic_opens_at: str = "06:00"
     lateness_s: float = Field(default=600.0, ge=0)
     batch: int = Field(default=500, ge=1)
     batch_seconds: float = Field(default=0.5, gt=0)
@@ -78,6 +90,28 @@ class StreamSettings(BaseModel):
         if not self.district_topic:
             object.__setattr__(self, "district_topic", f"{self.readings_topic}.by-district")
         return self
+
+    @field_validator("scenic_opens_at")
+    @classmethod
+    def _opens_at(cls, value: str) -> str:
+        if not re.fullmatch(_OPENS_AT, value):
+            msg = "expected HH:MM, or HH:MM,<area>=HH:MM,... with exceptions"
+            raise ValueError(msg)
+        return value
+
+    def index_config(self) -> IndexConfig:
+        """The city indices' settings these give.
+
+        >>> StreamSettings(scenic_opens_at="06:00,west-lake=07:30").index_config().scenic_opens_at
+        {'west-lake': datetime.time(7, 30)}
+        """
+        default, *exceptions = self.scenic_opens_at.split(",")
+        areas = dict(item.split("=", 1) for item in exceptions)
+        return IndexConfig(
+            utc_offset_h=self.utc_offset_h,
+            default_opens_at=time.fromisoformat(default),
+            scenic_opens_at={area: time.fromisoformat(at) for area, at in areas.items()},
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> StreamSettings:

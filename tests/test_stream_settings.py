@@ -1,0 +1,45 @@
+"""The stream worker's settings from ``URBANSENSE_*`` variables."""
+
+from __future__ import annotations
+
+from datetime import time
+
+import pytest
+
+from stream.app.settings import StreamSettings
+
+
+def test_defaults_suit_one_worker_and_a_chinese_city() -> None:
+    settings = StreamSettings.from_env({})
+    config = settings.index_config()
+    assert settings.district_topic == "urbansense.readings.by-district"
+    assert (config.utc_offset_h, config.default_opens_at, dict(config.scenic_opens_at)) == (
+        8.0,
+        time(6, 0),
+        {},
+    )
+
+
+def test_the_district_topic_follows_the_readings_topic_unless_set() -> None:
+    assert StreamSettings(readings_topic="r").district_topic == "r.by-district"
+    assert StreamSettings(readings_topic="r", district_topic="d").district_topic == "d"
+
+
+def test_opening_hours_per_area() -> None:
+    config = StreamSettings.from_env(
+        {"URBANSENSE_SCENIC_OPENS_AT": "07:00,west-lake=08:30,canal-quarter=05:45"}
+    ).index_config()
+    assert config.default_opens_at == time(7, 0)
+    assert config.scenic_opens_at == {"west-lake": time(8, 30), "canal-quarter": time(5, 45)}
+
+
+@pytest.mark.parametrize("value", ["6am", "24:00", "06:00,west-lake", "06:00;a=07:00", ""])
+def test_a_bad_opening_time_names_the_variable_and_the_value(value: str) -> None:
+    with pytest.raises(ValueError, match=r"URBANSENSE_SCENIC_OPENS_AT: .*expected HH:MM") as info:
+        StreamSettings.from_env({"URBANSENSE_SCENIC_OPENS_AT": value})
+    assert repr(value) in str(info.value)
+
+
+def test_a_bad_offset_names_the_variable() -> None:
+    with pytest.raises(ValueError, match="URBANSENSE_UTC_OFFSET_H"):
+        StreamSettings.from_env({"URBANSENSE_UTC_OFFSET_H": "20"})
