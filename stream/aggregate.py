@@ -13,13 +13,20 @@ Min and max are those of the samples behind a reading when the gateway sent them
 the intervals the readings cover, so a consumer can tell a full hour from a few minutes
 (HJ 663's rule: an hourly mean needs 45 minutes of data).
 
+Windows roll up: a reading goes only into its sensor's one-minute window. When that
+window closes, its moments are merged into the sensor's hour and the site's minute and
+hour (count, sum, extremes and span compose; a sum may differ from adding reading by
+reading in the last bit). So a site's minute window exists only while it closes, and
+an hour holds the minutes closed so far.
+
 Nothing here knows about time passing: the caller adds on-time readings
 (:meth:`SiteAggregates.add`) and closes the windows its watermark has passed
-(:meth:`SiteAggregates.due`, :meth:`SiteAggregates.close`). The pipeline closes a
-window only once the watermark is *past* its end and never adds a reading behind the
-watermark, so no reading can land in a window already closed. State is what is open,
-plus each sensor's newest closed one-minute means; :meth:`SiteAggregates.pack` and
-:meth:`SiteAggregates.unpack` turn it into bytes and back.
+(:meth:`SiteAggregates.due`, :meth:`SiteAggregates.close`), in order of end. The
+pipeline closes a window only once the watermark is *past* its end and never adds a
+reading behind the watermark, so no reading can land in a window already closed.
+State is what is open, plus each sensor's newest closed one-minute means;
+:meth:`SiteAggregates.pack` and :meth:`SiteAggregates.unpack` turn it into bytes and
+back.
 
 >>> from datetime import UTC, datetime, timedelta
 >>> from telemetry import Kind, Reading
@@ -40,6 +47,7 @@ True
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -63,7 +71,11 @@ __all__ = [
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _US: Final = timedelta(microseconds=1)
-_VERSION: Final = 1
+_VERSION: Final = 2
+"""2: hours and site minutes hold closed sensor minutes only (1 fed them every reading)."""
+_WINDOW: Final = struct.Struct("<qB")  # end, number of metrics
+_MOMENTS: Final = struct.Struct("<BIdddd")  # metric number, count, total, low, high, span_s
+_LATEST: Final = struct.Struct("<Bqd")  # metric number, window end, mean
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +144,30 @@ class Moments:
         """Add one reading's value, the extremes of its samples and its interval."""
         self.count += 1
         self.total += value
-        self.low = min(self.low, low, value)
-        self.high = max(self.high, high, value)
         self.span_s += span_s
+        # min(self.low, low, value) and the max likewise, without the calls.
+        if low < self.low:
+            self.low = low
+        if value < self.low:
+            self.low = value
+        if high > self.high:
+            self.high = high
+        if value > self.high:
+            self.high = value
+
+    def merge(self, other: Moments) -> None:
+        """Add what another window of the same metric saw: a roll-up."""
+        self.count += other.count
+        self.total += other.total
+        if other.low < self.low:
+            self.low = other.low
+        if other.high > self.high:
+            self.high = other.high
+        self.span_s += other.span_s
+
+    def copy(self) -> Moments:
+        """An independent copy."""
+        return Moments(self.count, self.total, self.low, self.high, self.span_s)
 
     @property
     def mean(self) -> float:
@@ -164,38 +197,57 @@ class Windows:
             moments = window[key] = Moments()
         moments.add(value, low, high, span)
 
+    def merge(self, end: int, moments: dict[str, Moments]) -> None:
+        """Roll a closed shorter window's moments up into the window that ends at ``end``."""
+        window = self.open.get(end)
+        if window is None:
+            self.open[end] = {key: m.copy() for key, m in moments.items()}
+            return
+        for key, m in moments.items():
+            mine = window.get(key)
+            if mine is None:
+                window[key] = m.copy()
+            else:
+                mine.merge(m)
+
     def pack(self, packer: Packer) -> None:
         """Write the open windows, in order of end and metric."""
         packer.u16(len(self.open))
         for end in sorted(self.open):
             window = self.open[end]
-            packer.i64(end).u8(len(window))
-            for key in sorted(window, key=_METRIC_INDEX.__getitem__):
-                m = window[key]
-                packer.u8(_METRIC_INDEX[key]).u32(m.count)
-                packer.f64(m.total).f64(m.low).f64(m.high).f64(m.span_s)
+            packer.record(_WINDOW, end, len(window))
+            packer.records(
+                _MOMENTS,
+                sorted(
+                    [
+                        (_METRIC_INDEX[key], m.count, m.total, m.low, m.high, m.span_s)
+                        for key, m in window.items()
+                    ]
+                ),
+            )
 
     @classmethod
     def unpack(cls, size: WindowSize, reader: Unpacker) -> Windows:
         """Read what :meth:`pack` wrote."""
         windows = cls(size)
         for _ in range(reader.u16()):
-            end = reader.i64()
+            end, metrics = reader.record(_WINDOW)
             if end % size.seconds:
                 msg = f"window end {end} is not a multiple of {size.seconds} s"
                 raise ValueError(msg)
             window: dict[str, Moments] = {}
-            for _ in range(reader.u8()):
-                index = reader.u8()
-                if index >= len(_METRIC_KEYS):
-                    msg = f"metric number {index}: the catalogue has {len(_METRIC_KEYS)}"
-                    raise ValueError(msg)
-                count = reader.u32()
-                window[_METRIC_KEYS[index]] = Moments(
-                    count, reader.f64(), reader.f64(), reader.f64(), reader.f64()
-                )
+            for _ in range(metrics):
+                index, count, total, low, high, span_s = reader.record(_MOMENTS)
+                window[_metric_key(index)] = Moments(count, total, low, high, span_s)
             windows.open[end] = window
         return windows
+
+
+def _metric_key(index: int) -> str:
+    if index >= len(_METRIC_KEYS):
+        msg = f"metric number {index}: the catalogue has {len(_METRIC_KEYS)}"
+        raise ValueError(msg)
+    return _METRIC_KEYS[index]
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +294,9 @@ class SiteAggregates:
 
     Attributes:
         of_sensor: per sensor, its windows of each size (in the order of :data:`SIZES`).
-        of_site: the site's windows of each size.
+            A reading is added to its minute; the hour holds the minutes closed so far.
+        of_site: the site's windows of each size, fed by its sensors' closed minutes
+            (so no site minute stays open once :meth:`close` returns).
         latest: per sensor, each metric's newest closed one-minute mean and that
             window's end (epoch seconds): the sensor's current value for rankings.
     """
@@ -252,18 +306,31 @@ class SiteAggregates:
     latest: dict[str, dict[str, tuple[int, float]]] = field(default_factory=dict)
 
     def add(self, reading: Reading) -> None:
-        """Add an on-time reading to its sensor's windows and the site's."""
+        """Add an on-time reading to its sensor's one-minute window.
+
+        The sensor's hour and the site's windows get it when that minute closes.
+        """
         sensor = self.of_sensor.get(reading.sensor_id)
         if sensor is None:
             sensor = self.of_sensor[reading.sensor_id] = _new_windows()
+        minutes = sensor[0].open
+        end = window_end(reading.ts, MINUTE)
+        window = minutes.get(end)
+        if window is None:
+            window = minutes[end] = {}
         span = reading.interval_s or 0.0
         kind = reading.kind.value
+        stats = reading.stats
         for name, value in reading.metrics.items():
             key = f"{kind}.{name}"
-            stats = reading.stats.get(name)
-            low, high = (stats.min, stats.max) if stats is not None else (value, value)
-            for windows in (*sensor, *self.of_site):
-                windows.add(reading.ts, key, value, low, high, span)
+            moments = window.get(key)
+            if moments is None:
+                moments = window[key] = Moments()
+            spread = stats.get(name) if stats else None
+            if spread is None:
+                moments.add(value, value, value, span)
+            else:
+                moments.add(value, spread.min, spread.max, span)
 
     def _all(self) -> Iterable[Windows]:
         for windows in self.of_sensor.values():
@@ -271,29 +338,56 @@ class SiteAggregates:
         yield from self.of_site
 
     def due(self, watermark: datetime) -> set[int]:
-        """The ends (epoch seconds) of the open windows the watermark has passed."""
-        mark = epoch_us(watermark)
-        return {end for w in self._all() for end in w.open if end * 1_000_000 < mark}
+        """The ends (epoch seconds) of the windows the watermark has passed.
+
+        These include the hours the passed minutes roll up into, once the watermark has
+        passed those too: closing the ends in order closes every window as if each
+        reading had been in all of its windows from the start.
+        """
+        limit = -(-epoch_us(watermark) // 1_000_000)  # end * 10**6 < mark <=> end < limit
+        ends = {end for windows in self._all() for end in windows.open if end < limit}
+        hour = HOUR.seconds
+        return ends | {h for end in ends if (h := -(-end // hour) * hour) < limit}
 
     def close(self, end: int) -> list[Closed]:
         """Close every window that ends at ``end``: sizes shortest first, sensors by id, site last.
 
-        Each sensor's one-minute means become its :attr:`latest` values.
+        Each sensor's one-minute window rolls up into its hour and the site's minute
+        and hour, and its means become the sensor's :attr:`latest` values. An hour that
+        ends at ``end`` closes after the minute ending with it has rolled up.
         """
+        if end % MINUTE.seconds:
+            return []
         closed: list[Closed] = []
-        for i, size in enumerate(SIZES):
+        hour = -(-end // HOUR.seconds) * HOUR.seconds
+        site_minutes, site_hours = self.of_site
+        for sensor in sorted(self.of_sensor):
+            minutes, hours = self.of_sensor[sensor]
+            window = minutes.open.pop(end, None)
+            if not window:
+                continue
+            latest = self.latest.setdefault(sensor, {})
+            for key in sorted(window, key=_METRIC_INDEX.__getitem__):
+                moments = window[key]
+                closed.append(Closed(MINUTE, end, sensor, key, moments))
+                latest[key] = (end, moments.mean)
+            hours.merge(hour, window)
+            site_minutes.merge(end, window)
+        whole = site_minutes.open.pop(end, None)
+        if whole:
+            for key in sorted(whole, key=_METRIC_INDEX.__getitem__):
+                closed.append(Closed(MINUTE, end, None, key, whole[key]))
+            site_hours.merge(hour, whole)
+        if end == hour:
             for sensor in sorted(self.of_sensor):
-                window = self.of_sensor[sensor][i].open.pop(end, None)
-                if window is None:
-                    continue
-                for key in sorted(window, key=_METRIC_INDEX.__getitem__):
-                    closed.append(Closed(size, end, sensor, key, window[key]))
-                    if size is MINUTE:
-                        self.latest.setdefault(sensor, {})[key] = (end, window[key].mean)
-            whole = self.of_site[i].open.pop(end, None)
+                window = self.of_sensor[sensor][1].open.pop(end, None)
+                if window is not None:
+                    for key in sorted(window, key=_METRIC_INDEX.__getitem__):
+                        closed.append(Closed(HOUR, end, sensor, key, window[key]))
+            whole = site_hours.open.pop(end, None)
             if whole is not None:
                 for key in sorted(whole, key=_METRIC_INDEX.__getitem__):
-                    closed.append(Closed(size, end, None, key, whole[key]))
+                    closed.append(Closed(HOUR, end, None, key, whole[key]))
         return closed
 
     def pack(self) -> bytes:
@@ -309,9 +403,10 @@ class SiteAggregates:
         for sensor in sorted(self.latest):
             values = self.latest[sensor]
             packer.text(sensor).u8(len(values))
-            for key in sorted(values, key=_METRIC_INDEX.__getitem__):
-                end, mean = values[key]
-                packer.u8(_METRIC_INDEX[key]).i64(end).f64(mean)
+            packer.records(
+                _LATEST,
+                sorted((_METRIC_INDEX[key], end, mean) for key, (end, mean) in values.items()),
+            )
         return packer.result()
 
     @classmethod
@@ -335,11 +430,8 @@ class SiteAggregates:
             sensor = reader.text()
             values: dict[str, tuple[int, float]] = {}
             for _ in range(reader.u8()):
-                index = reader.u8()
-                if index >= len(_METRIC_KEYS):
-                    msg = f"metric number {index}: the catalogue has {len(_METRIC_KEYS)}"
-                    raise ValueError(msg)
-                values[_METRIC_KEYS[index]] = (reader.i64(), reader.f64())
+                index, end, mean = reader.record(_LATEST)
+                values[_metric_key(index)] = (end, mean)
             state.latest[sensor] = values
         reader.end()
         return state

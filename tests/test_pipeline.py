@@ -445,7 +445,7 @@ def test_a_snapshot_restores_to_an_equal_state() -> None:
 
 
 def _wrong_version(good: bytes) -> bytes:
-    return bytes([2]) + good[1:]
+    return bytes([good[0] + 1]) + good[1:]  # the next version, whatever this one is
 
 
 def _too_long(good: bytes) -> bytes:
