@@ -88,7 +88,7 @@ from stream.indices.traffic import (
     segment_index,
 )
 from stream.schema import (
-    aggregate_point,
+    AggregateLines,
     district_aqi_point,
     district_traffic_point,
     energy_point,
@@ -97,7 +97,7 @@ from stream.schema import (
     segment_traffic_point,
     station_aqi_point,
 )
-from stream.sinks.lineprotocol import LinePoint
+from stream.sinks.lineprotocol import LinePoint, Precision
 from telemetry import Kind, Reading
 from telemetry.registry import Registry, Sensor
 
@@ -172,7 +172,8 @@ class AggregateStep:
     State: one :class:`~stream.aggregate.SiteAggregates` per site, under ``site/<id>``.
     """
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, precision: Precision = Precision.NS) -> None:
+        self._lines = AggregateLines(precision)
         self._site_of = {s.id: s.site for s in registry.sensors}
         self._district_of = {s.id: s.district for s in registry.sites}
         self.states: dict[str, SiteAggregates] = {}
@@ -198,9 +199,11 @@ class AggregateStep:
             for closed in self.states[site].close(end)
         ]
 
-    def points(self, closed: Iterable[tuple[str, Closed]]) -> list[LinePoint]:
-        """The ``agg_1m`` and ``agg_1h`` points of closed windows."""
-        return [aggregate_point(c, site, self._district_of[site]) for site, c in closed]
+    def lines(self, closed: Iterable[tuple[str, Closed]]) -> list[str]:
+        """The ``agg_1m`` and ``agg_1h`` lines of closed windows."""
+        line = self._lines.line
+        district_of = self._district_of
+        return [line(c, site, district_of[site]) for site, c in closed]
 
 
 # ---------------------------------------------------------------- AQI
@@ -539,9 +542,14 @@ class CityIndices:
         config: how the indices are computed.
     """
 
-    def __init__(self, registry: Registry, config: IndexConfig | None = None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        config: IndexConfig | None = None,
+        precision: Precision = Precision.NS,
+    ) -> None:
         self.config = config = config or IndexConfig()
-        self.aggregates = AggregateStep(registry)
+        self.aggregates = AggregateStep(registry, precision)
         self.air = AirQualityStep(registry, config)
         self.traffic = TrafficStep(registry, config)
         self.scenic = ScenicStep(registry, config)
@@ -678,15 +686,21 @@ class CityIndices:
                     points.append(point)
         return points
 
-    def close(self, watermark: datetime | None, touched: set[str]) -> list[LinePoint]:
-        """Close every window the watermark has passed, oldest end first; their points."""
+    def close(
+        self, watermark: datetime | None, touched: set[str], lines: list[str]
+    ) -> list[LinePoint]:
+        """Close every window the watermark has passed, oldest end first.
+
+        The aggregates' lines are appended to ``lines`` (built directly, being many);
+        the indices' points are returned.
+        """
         if watermark is None:
             return []
         points: list[LinePoint] = []
         for end in sorted(self.aggregates.due(watermark) | self.traffic.due(watermark)):
             closed = self.aggregates.close(end)
             touched.update(f"site/{site}" for site, _ in closed)
-            points += self.aggregates.points(closed)
+            lines += self.aggregates.lines(closed)
             points += self.air.points(end, closed)
             points += self.traffic.close(end, touched)
             points += self.hotspots.points(end, closed, self.aggregates.states)

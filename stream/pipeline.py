@@ -164,7 +164,7 @@ class Pipeline:
         self._districts = {s.id: s.district for s in registry.sites}
         self._neighbours = neighbours_from_registry(registry)
         self._scorer = ReadingScorer(anomaly, self._neighbours)
-        self._city = CityIndices(registry, indices)
+        self._city = CityIndices(registry, indices, precision)
         self._last_seq: dict[str, int] = {}
         self._seen: set[str] = set()
         self._loaded: set[str] = set()
@@ -348,15 +348,18 @@ class Pipeline:
         # scores: one per metric of each on-time reading, in order; the detectors learned
         points = self._city.add(on_time, out.touched)
         # points: scenic per gate reading, energy_use per meter reading; windows fed
-        points += self._city.close(self.watermark, out.touched)
-        # + agg_1m, agg_1h, aqi, traffic_index, hotspot of the windows the watermark passed
+        aggregates: list[str] = []
+        closed = self._city.close(self.watermark, out.touched, aggregates)
+        # aggregates: agg_1m and agg_1h lines of the windows the watermark passed;
+        # closed: aqi, traffic_index and hotspot points of the same windows
         precision = self._encoder.precision
         lines = [reading_line(r, self._tags[r.sensor_id], precision) for r, _ in fresh]
         # lines: every fresh reading, raw (a late one too)
         lines += self._anomaly_lines(on_time, scores)
         # + an anomaly line per on-time reading
         lines += self._encoder.encode_batch(points)
-        # + the points above
+        lines += aggregates
+        lines += self._encoder.encode_batch(closed)
         out.lines = lines
         self.stats.unrated = self._city.unrated
         self.stats.points += len(out.lines)
