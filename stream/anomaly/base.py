@@ -215,8 +215,19 @@ class Detector(ABC):
 
     def snapshot(self, key: Hashable = None) -> bytes:
         """One series' state as bytes, for a changelog-backed table."""
-        row = self.rows_of([key])[0]
-        return b"".join(self._state[f.name][row].tobytes() for f in self.state_fields)
+        return self.snapshot_row(self.row_of(key))
+
+    def row_of(self, key: Hashable) -> int:
+        """The state row of one series, allocating one for a new series."""
+        row = self._slots.get(key)
+        if row is None:
+            row = int(self.rows_of([key])[0])
+        return row
+
+    def snapshot_row(self, row: int) -> bytes:
+        """What :meth:`snapshot` gives, for the series in state row ``row``."""
+        state = self._state
+        return b"".join([state[f.name][row].tobytes() for f in self.state_fields])
 
     def restore(self, data: bytes, key: Hashable = None) -> None:
         """Put back a series' state that :meth:`snapshot` returned."""

@@ -145,7 +145,12 @@ class Combiner:
 
     def snapshot(self, key: Hashable = None) -> bytes:
         """One series' state of every detector, as bytes."""
-        return b"".join(d.snapshot(key) for d in (*self.detectors, self._hold))
+        if self._shared:  # one row for all
+            row = self.detectors[0].row_of(key)
+            for d in (*self.detectors[1:], self._hold):
+                d.fit()
+            return b"".join([d.snapshot_row(row) for d in (*self.detectors, self._hold)])
+        return b"".join([d.snapshot(key) for d in (*self.detectors, self._hold)])
 
     def restore(self, data: bytes, key: Hashable = None) -> None:
         """Put back what :meth:`snapshot` returned."""
