@@ -32,6 +32,9 @@
     once Kafka has its record; payloads the codec refuses go to the dead-letter topic
     with the reasons. Runs until SIGTERM or Ctrl-C.
 
+``urbansense rules check FILE...`` / ``urbansense rules test FILE... --input CSV``
+    Validates rule files, or dry-runs them over recorded samples (see ``stream.rules_cli``).
+
 Exit status: 0 done, 2 bad input (the message names the file, line and field).
 """
 
@@ -59,6 +62,7 @@ from stream.backtest.run import (
 from stream.bridge.cli import add_parser as add_bridge_parser
 from stream.indices.aqi import AqiError
 from stream.indices.aqi_csv import add_parser as add_aqi_parser
+from stream.rules_cli import add_parser as add_rules_parser
 from telemetry import Kind
 from telemetry.documents import DocumentError
 from telemetry.registry import load_example_registry, load_registry
@@ -222,6 +226,7 @@ def _parser() -> argparse.ArgumentParser:
     bt.set_defaults(func=_cmd_backtest)
     add_aqi_parser(commands)
     add_bridge_parser(commands)
+    add_rules_parser(commands)
     return parser
 
 
