@@ -12,9 +12,11 @@ benchmark here, and mypy would refuse two modules named ``stream``.)
 
 The city. The example registry has 28 sensors on 4 gateways; the fleet's gateway
 ``fleet-gw-0007`` serves a copy of those 28 sensors bound to its own copy of the
-example's districts, sites, scenic areas, road segments and buildings. So every
-reading is one the stream knows, scores and indexes, with as many spatial neighbours
-as in the example. Sensor ids and values are the fleet runner's
+example's sites, scenic areas, road segments and buildings, all in one district of its
+own (a gateway's sensors lie in one district, so the worker forwards its envelopes
+whole). So every
+reading is one the stream knows, scores and indexes, with its spatial neighbours
+in its copy. Sensor ids and values are the fleet runner's
 (:mod:`simulators.fleet`, synthetic drivers). The registry goes to a YAML file the
 worker loads (``URBANSENSE_REGISTRY``).
 
@@ -154,12 +156,17 @@ def fleet_registry(gateways: int) -> dict[str, Any]:
         def moved(entry: dict[str, Any], *keys: str, suffix: str = f"-g{g:04d}") -> dict[str, Any]:
             return {**entry, **{k: f"{entry[k]}{suffix}" for k in keys if k in entry}}
 
-        out["districts"] += [moved(d, "id") for d in base["districts"]]
-        out["sites"] += [moved(s, "id", "district") for s in base["sites"]]
-        out["road_segments"] += [moved(r, "id", "district") for r in base["road_segments"]]
+        # One district per copy: a gateway's sensors lie in one district, as a street
+        # cabinet's do, so the worker forwards its envelopes whole.
+        district = f"{base['districts'][0]['id']}-g{g:04d}"
+        out["districts"].append({**base["districts"][0], "id": district})
+        out["sites"] += [{**moved(s, "id"), "district": district} for s in base["sites"]]
+        out["road_segments"] += [
+            {**moved(r, "id"), "district": district} for r in base["road_segments"]
+        ]
         out["buildings"] += [moved(b, "id", "site") for b in base["buildings"]]
         out["scenic_areas"] += [
-            {**moved(a, "id", "district"), "gates": [moved(gate, "id") for gate in a["gates"]]}
+            {**moved(a, "id"), "district": district, "gates": [moved(g, "id") for g in a["gates"]]}
             for a in base["scenic_areas"]
         ]
         out["gateways"].append(moved({"id": gateway, "site": base["gateways"][0]["site"]}, "site"))

@@ -170,6 +170,14 @@ class Pipeline:
         self._loaded: set[str] = set()
         self._loaded_districts: set[str] = set()
         self._encoder = LineEncoder(precision)
+        self._key_district: dict[str, str] = {}
+        self._gateway_districts: dict[str, set[str]] = {}
+        for sensor in sorted(self._kinds):
+            district = self._tags[sensor].district
+            for key in self._city.keys_of(sensor):
+                self._key_district.setdefault(key, district)
+        for s in registry.sensors:
+            self._gateway_districts.setdefault(s.gateway, set()).add(self._tags[s.id].district)
 
     # ------------------------------------------------------------ state
     def state_keys(self) -> list[str]:
@@ -269,22 +277,48 @@ class Pipeline:
                 self.watermark = stored
 
     def district_of(self, key: str) -> str:
-        """The district a state key belongs to (a sensor's: its site's).
+        """The district a state key is kept with: its readings' route (:meth:`route`).
+
+        A sensor's is its site's district; a cross-sensor key's is that of the first
+        sensor (by id) that feeds it, so that one worker holds it with its readings
+        even where a road segment or building lies across a district line.
 
         Raises:
             KeyError: neither a registry sensor nor a cross-sensor key of the registry.
         """
         if self._city.is_key(key):
-            return self._city.district_of_key(key)
+            return self._key_district.get(key) or self._city.district_of_key(key)
         return self._tags[key].district
 
-    def route_key(self, gateway_id: str) -> str:
-        """The key a gateway's envelopes are re-keyed by: its site's district.
+    def route(self, envelope: Batch) -> dict[str, Batch]:
+        """An envelope split by the district its readings are kept with, for re-keying.
 
-        Everything a district's state depends on then arrives on one partition. An
-        unknown gateway keeps its own id: its readings are refused downstream.
+        A reading of a sensor the registry does not know goes with its gateway's
+        district (or, for an unknown gateway, its id): it is refused downstream.
         """
-        return self._districts.get(self._gateways.get(gateway_id, ""), gateway_id)
+        gateway = envelope.gateway_id
+        fallback = self._districts.get(self._gateways.get(gateway, ""), gateway)
+        parts: dict[str, list[Reading]] = {}
+        tags = self._tags
+        for reading in envelope.readings:
+            where = tags.get(reading.sensor_id)
+            parts.setdefault(fallback if where is None else where.district, []).append(reading)
+        if len(parts) == 1:
+            return {next(iter(parts)): envelope}
+        return {
+            district: envelope.model_copy(update={"readings": tuple(readings)})
+            for district, readings in parts.items()
+        }
+
+    def route_key(self, gateway_id: str) -> str | None:
+        """The one district a gateway's readings are kept with, or None if they span several.
+
+        An unknown gateway is routed by its own id: its readings are refused downstream.
+        """
+        districts = self._gateway_districts.get(gateway_id)
+        if districts is None:
+            return self._districts.get(self._gateways.get(gateway_id, ""), gateway_id)
+        return next(iter(districts)) if len(districts) == 1 else None
 
     def drop_districts(self, districts: Iterable[str]) -> None:
         """Forget what this pipeline holds of some districts: another worker took them.
@@ -298,9 +332,9 @@ class Pipeline:
                 self._seen.discard(sensor)
                 self._loaded.discard(sensor)
                 self._last_seq.pop(sensor, None)
-        for district in gone:
-            self._loaded_districts.discard(district)
-            for key in self._city.keys_of_district(district):
+        self._loaded_districts -= gone
+        for key in self._city.all_keys():
+            if self.district_of(key) in gone:
                 self._loaded.discard(key)
                 self._city.drop(key)
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import yaml
 
 from simulators.engine import City, TruthEntry
 from simulators.scenario import parse_scenario
@@ -37,7 +38,12 @@ from stream.pipeline import Pipeline, PipelineOutput
 from stream.schema import reading_point, sensor_tags
 from stream.sinks.lineprotocol import LineEncoder, Precision
 from telemetry import Batch, GatewayState, GatewayStatus, Kind, Reading
-from telemetry.registry import Registry, load_example_registry
+from telemetry.registry import (
+    Registry,
+    example_registry_path,
+    load_example_registry,
+    parse_registry,
+)
 from tests.test_schema import Parsed, check_line, influx_type, parse_line
 
 REGISTRY: Registry = load_example_registry()
@@ -964,3 +970,90 @@ def test_a_shared_key_restores_exactly_and_refuses_damaged_bytes_by_name(
         pipeline.restore(key, good[:5])
     with pytest.raises(KeyError):
         pipeline.snapshot("site/st-nowhere")
+
+
+# ---------------------------------------------------------------- routing by district
+
+
+def _border_registry() -> Registry:
+    """The example city with the old town's gateway also serving a lakeside station."""
+    text = example_registry_path().read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    for sensor in data["sensors"]:
+        if sensor["id"] == "aq-pier-pollution":
+            sensor["gateway"] = "gw-oldtown-01"
+    return parse_registry(yaml.safe_dump(data, allow_unicode=True))
+
+
+def _reading(sensor: str, kind: Kind, seq: int = 1) -> Reading:
+    return Reading(
+        sensor_id=sensor,
+        kind=kind,
+        seq=seq,
+        ts=datetime(2024, 11, 8, tzinfo=UTC),
+        metrics={"pm2_5": 30.0},
+    )
+
+
+def test_a_one_district_gateway_routes_whole_and_a_border_gateway_is_split() -> None:
+    pipeline = Pipeline(_border_registry())
+    assert pipeline.route_key("gw-lakeside-01") == "lakeside"
+    assert pipeline.route_key("gw-oldtown-01") is None  # serves two districts
+    assert pipeline.route_key("gw-nowhere") == "gw-nowhere"
+    envelope = Batch(
+        gateway_id="gw-oldtown-01",
+        readings=(
+            _reading("aq-pier-pollution", Kind.POLLUTION),
+            _reading("aq-drum-tower-pollution", Kind.POLLUTION),
+            _reading("aq-ghost", Kind.POLLUTION),
+        ),
+    )
+    parts = pipeline.route(envelope)
+    assert {d: [r.sensor_id for r in b.readings] for d, b in parts.items()} == {
+        "lakeside": ["aq-pier-pollution"],
+        "old-town": ["aq-drum-tower-pollution", "aq-ghost"],  # unknown: the gateway's district
+    }
+    assert all(b.gateway_id == "gw-oldtown-01" for b in parts.values())
+
+
+def test_every_state_key_is_kept_with_the_readings_that_feed_it() -> None:
+    registry = load_example_registry()
+    pipeline = Pipeline(registry)
+    district = {s.id: registry.district_of_sensor(s.id).id for s in registry.sensors}
+    for key in pipeline.state_keys():
+        feeders = [s for s in district if key == s or key in pipeline._city.keys_of(s)]
+        assert feeders, key
+        assert pipeline.district_of(key) == district[min(feeders)], key
+
+
+def test_dropping_a_district_forgets_its_state_and_reloads_it_on_next_sight() -> None:
+    loads: list[str] = []
+    stored: dict[str, bytes] = {}
+
+    def load(key: str) -> bytes | None:
+        loads.append(key)
+        return stored.get(key)
+
+    pipeline = Pipeline(load_example_registry(), load=load)
+    pipeline.process(
+        [
+            Batch(
+                gateway_id="gw-oldtown-01",
+                readings=(_reading("aq-drum-tower-pollution", Kind.POLLUTION),),
+            )
+        ]
+    )
+    stored = {k: pipeline.snapshot(k) for k in pipeline.state_keys()}
+    loads.clear()
+    pipeline.drop_districts(["old-town"])
+    out = pipeline.process(
+        [
+            Batch(
+                gateway_id="gw-oldtown-01",
+                readings=(_reading("aq-drum-tower-pollution", Kind.POLLUTION),),
+            )
+        ]
+    )
+    assert "aq-drum-tower-pollution" in loads
+    assert pipeline.stats.duplicates == 1  # the reloaded seq knows it
+    assert not out.lines

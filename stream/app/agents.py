@@ -2,8 +2,10 @@
 
 ``route``: take a batch of gateway envelopes from the readings topic (keyed by
 gateway) and forward each, bytes unchanged, to the ``by_district`` topic keyed by its
-gateway's district (:meth:`~stream.pipeline.Pipeline.route_key`); the batch's offsets
-move on only once Kafka has every forwarded record.
+gateway's district (:meth:`~stream.pipeline.Pipeline.route_key`); the envelope of a
+gateway whose sensors lie in several districts is split, one per district
+(:meth:`~stream.pipeline.Pipeline.route`). The batch's offsets move on only once
+Kafka has every forwarded record.
 
 ``readings``: take a batch of envelopes from ``by_district``; decode them (a payload
 the codec refuses goes to the dead-letter topic); let the pipeline dedupe, order,
@@ -70,14 +72,6 @@ def _dead_letter(reason: str, source: str, payload: bytes) -> bytes:
     ).encode()
 
 
-def _gateway_of(codec: Codec, payload: bytes) -> str:
-    """The gateway of an envelope that came without a key ("" if it does not decode)."""
-    try:
-        return codec.decode_batch(payload).gateway_id
-    except DecodeError:
-        return ""
-
-
 def _rejected(r: Rejected) -> bytes:
     return _dead_letter(r.reason, f"gateway {r.gateway_id}", r.reading.model_dump_json().encode())
 
@@ -127,16 +121,24 @@ def define_agents(
     partition_of: dict[str, int] = {}
     """District -> the partition of ``by_district`` its readings come on."""
 
-    def route_key(event: faust.EventT[Any]) -> bytes:
-        gateway = event.key.decode() if event.key else _gateway_of(codec, event.value)
-        return pipeline.route_key(gateway).encode()
+    def routed(event: faust.EventT[Any]) -> list[tuple[bytes, bytes]]:
+        """(district key, envelope bytes) to forward; a one-district gateway's bytes unchanged."""
+        district = pipeline.route_key(event.key.decode()) if event.key else None
+        if district is not None:
+            return [(district.encode(), event.value)]
+        try:  # a gateway whose sensors lie in several districts: split its envelope
+            envelope = codec.decode_batch(event.value)
+        except DecodeError:  # the readings agent dead-letters it
+            return [((event.key or b""), event.value)]
+        return [(d.encode(), codec.encode(part)) for d, part in pipeline.route(envelope).items()]
 
     @app.agent(topics.readings)
     async def route(stream: faust.StreamT[bytes]) -> None:
         async for events in _batches(stream, settings):
             sent = [
-                await topics.by_district.send(key=route_key(event), value=event.value)
+                await topics.by_district.send(key=key, value=value)
                 for event in events
+                for key, value in routed(event)
             ]
             await asyncio.gather(*sent)  # Kafka has them: these offsets may be committed
 
@@ -158,7 +160,10 @@ def define_agents(
             await write_until_done(sink, out.lines, log)
             written = set()
             for key in out.touched:
-                partition = partition_of[pipeline.district_of(key)]
+                partition = partition_of.get(pipeline.district_of(key))
+                if partition is None:  # never: every key is routed with its readings
+                    log.error("no partition for a state key; not stored", key=key)
+                    continue
                 tables.state.put(key.encode(), pipeline.snapshot(key), partition=partition)
                 written.add(partition)
             await tables.state.seal(written)
