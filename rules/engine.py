@@ -555,6 +555,10 @@ class RuleEngine:
             self._candidates[kind, metric] = found
         return found
 
+    def selects(self, kind: str, metric: str) -> bool:
+        """Whether any rule looks at samples of this kind and metric (skip the rest)."""
+        return bool(self._rules_for(kind, metric))
+
     def evaluate(self, samples: Iterable[Sample]) -> list[Alert]:
         """Evaluate samples; return the alerts that fired or resolved, in order.
 

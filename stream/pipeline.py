@@ -82,12 +82,20 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from rules.engine import RuleEngine, Sample
 from stream.anomaly.config import DEFAULT_CONFIG, AnomalyConfig
 from stream.anomaly.scorer import FlatScore, ReadingScorer, neighbours_from_registry
 from stream.cityindex import CityIndices, IndexConfig
-from stream.schema import SensorTags, anomaly_line, gateway_point, reading_line, sensor_tags
-from stream.sinks.lineprotocol import LineEncoder, Precision
-from telemetry import CATALOGUE, Batch, GatewayStatus, Reading
+from stream.schema import (
+    SensorTags,
+    alert_point,
+    anomaly_line,
+    gateway_point,
+    reading_line,
+    sensor_tags,
+)
+from stream.sinks.lineprotocol import LineEncoder, LinePoint, Precision
+from telemetry import CATALOGUE, Alert, Batch, GatewayStatus, Reading
 from telemetry.registry import Registry
 
 __all__ = ["Pipeline", "PipelineOutput", "PipelineStats", "Rejected"]
@@ -96,6 +104,43 @@ _STATE_VERSION = 1
 _HEADER = struct.Struct("<Bqd")  # version, last seq, watermark (epoch s; NaN: none)
 _METRIC = struct.Struct("<dI")  # last value (NaN: none), detector state bytes
 _WATERMARK = struct.Struct("<d")  # before a cross-sensor key's state (epoch s; NaN: none)
+
+
+_ABSENCE_EVERY = timedelta(minutes=1)
+_RULES = "rules/"  # the prefix of the rule engine's state keys
+_SUBJECT_TAGS = ("sensor", "gateway", "site", "area", "segment", "building", "district")
+
+
+def _index_samples(rules: RuleEngine, point: LinePoint) -> list[Sample]:
+    """The numeric fields of an index point that some rule selects, as samples."""
+    measurement, tags, fields, ts_ns = point
+    wanted = [
+        (name, float(value))
+        for name, value in fields.items()
+        if not isinstance(value, (str, bool)) and rules.selects(measurement, name)
+    ]
+    if not wanted:
+        return []
+    labels = {k: v for k, v in tags.items() if k not in _SUBJECT_TAGS}
+    ts = datetime.fromtimestamp(ts_ns / 1e9, UTC)
+    get = tags.get
+    return [
+        Sample(
+            measurement,
+            name,
+            value,
+            ts,
+            sensor=get("sensor"),
+            gateway=get("gateway"),
+            site=get("site"),
+            area=get("area"),
+            segment=get("segment"),
+            building=get("building"),
+            district=get("district"),
+            labels=labels,
+        )
+        for name, value in wanted
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +168,12 @@ class PipelineStats:
 
 @dataclass(slots=True)
 class PipelineOutput:
-    """What one batch gave: lines to write, readings to dead-letter, state keys touched."""
+    """What one batch gave: lines, dead letters, state keys touched, alert transitions."""
 
     lines: list[str] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     touched: set[str] = field(default_factory=set)
+    alerts: list[Alert] = field(default_factory=list)
 
 
 class Pipeline:
@@ -141,6 +187,9 @@ class Pipeline:
         load: returns a key's stored state (what :meth:`snapshot` gave), or None.
         precision: the timestamp precision of the lines.
         indices: how the city indices are computed.
+        rules: the alert rules to evaluate over readings, scores and indices, if any.
+        scan: every stored ``(key, state)`` whose key starts with a prefix: how a
+            district's rule states are found (their keys are alert fingerprints).
     """
 
     def __init__(
@@ -152,6 +201,8 @@ class Pipeline:
         load: Callable[[str], bytes | None] | None = None,
         precision: Precision = Precision.MS,
         indices: IndexConfig | None = None,
+        rules: RuleEngine | None = None,
+        scan: Callable[[str], Iterable[tuple[str, bytes]]] | None = None,
     ) -> None:
         self.registry = registry
         self.lateness = lateness
@@ -170,6 +221,10 @@ class Pipeline:
         self._loaded: set[str] = set()
         self._loaded_districts: set[str] = set()
         self._encoder = LineEncoder(precision)
+        self.rules = rules
+        self._scan = scan
+        self._rules_loaded: set[str] = set()
+        self._absence_checked: datetime | None = None
         self._key_district: dict[str, str] = {}
         self._gateway_districts: dict[str, set[str]] = {}
         for sensor in sorted(self._kinds):
@@ -181,8 +236,9 @@ class Pipeline:
 
     # ------------------------------------------------------------ state
     def state_keys(self) -> list[str]:
-        """Every key this pipeline can keep state under: the sensors, then the shared keys."""
-        return [*self._kinds, *sorted(self._city.all_keys())]
+        """Every key this pipeline keeps state under: sensors, shared keys, rule states."""
+        rules = [] if self.rules is None else sorted(self.rules.state_keys())
+        return [*self._kinds, *sorted(self._city.all_keys()), *rules]
 
     def snapshot(self, key: str) -> bytes:
         """One key's whole state, as bytes.
@@ -195,6 +251,8 @@ class Pipeline:
         Raises:
             KeyError: neither a registry sensor nor a cross-sensor key of the registry.
         """
+        if self.rules is not None and key.startswith(_RULES):
+            return self.rules.snapshot(key)
         watermark = math.nan if self.watermark is None else self.watermark.timestamp()
         if self._city.is_key(key):
             return _WATERMARK.pack(watermark) + self._city.snapshot(key)
@@ -220,6 +278,9 @@ class Pipeline:
                 and detectors); the message names the sensor or the key. The key's
                 state is left as it was.
         """
+        if self.rules is not None and key.startswith(_RULES):
+            self.rules.restore(key, data)
+            return
         if self._city.is_key(key):
             self._restore_shared(key, data)
             return
@@ -286,6 +347,8 @@ class Pipeline:
         Raises:
             KeyError: neither a registry sensor nor a cross-sensor key of the registry.
         """
+        if key.startswith(_RULES):
+            return RuleEngine.district_of(key)
         if self._city.is_key(key):
             return self._key_district.get(key) or self._city.district_of_key(key)
         return self._tags[key].district
@@ -333,6 +396,9 @@ class Pipeline:
                 self._loaded.discard(sensor)
                 self._last_seq.pop(sensor, None)
         self._loaded_districts -= gone
+        self._rules_loaded -= gone
+        if self.rules is not None:
+            self.rules.drop_districts(gone)
         for key in self._city.all_keys():
             if self.district_of(key) in gone:
                 self._loaded.discard(key)
@@ -355,6 +421,7 @@ class Pipeline:
             self._loaded.discard(sensor_id)
             for sensor in (sensor_id, *self._neighbours.get(sensor_id, ())):
                 self._fetch(sensor)
+            self._fetch_rules(self._tags[sensor_id].district)
             for key in self._city.keys_of(sensor_id):
                 district = self._city.district_of_key(key)
                 if district not in self._loaded_districts:
@@ -362,6 +429,14 @@ class Pipeline:
                     for shared in self._city.keys_of_district(district):
                         self._fetch(shared)
         return True
+
+    def _fetch_rules(self, district: str) -> None:
+        """Load every stored rule state of a district, once (they are found by prefix)."""
+        if self.rules is None or self._scan is None or district in self._rules_loaded:
+            return
+        self._rules_loaded.add(district)
+        for key, data in self._scan(f"{_RULES}{district}/"):
+            self.rules.restore(key, data)
 
     def _fetch(self, key: str) -> None:
         """Load a key's stored state, once."""
@@ -394,6 +469,10 @@ class Pipeline:
         lines += self._encoder.encode_batch(points)
         lines += aggregates
         lines += self._encoder.encode_batch(closed)
+        if self.rules is not None:
+            out.alerts = self._evaluate(self.rules, on_time, scores, [*points, *closed])
+            lines += self._encoder.encode_batch([alert_point(a) for a in out.alerts])
+            out.touched |= self.rules.take_touched()
         out.lines = lines
         self.stats.unrated = self._city.unrated
         self.stats.points += len(out.lines)
@@ -446,6 +525,53 @@ class Pipeline:
             self.watermark = newest
             return False
         return ts < self.watermark
+
+    def _evaluate(
+        self,
+        rules: RuleEngine,
+        readings: Sequence[Reading],
+        scores: Sequence[FlatScore],
+        points: Sequence[LinePoint],
+    ) -> list[Alert]:
+        """The rules over a batch's on-time readings (with their scores) and index points.
+
+        Only the (kind, metric) pairs some rule selects become samples. Absence rules
+        are checked once per minute of event time.
+        """
+        samples: list[Sample] = []
+        i = 0
+        for reading in readings:
+            kind = reading.kind.value
+            where = self._tags[reading.sensor_id]
+            for metric, value in reading.metrics.items():
+                _, score, detector, _ = scores[i]
+                i += 1
+                if rules.selects(kind, metric):
+                    samples.append(
+                        Sample(
+                            kind,
+                            metric,
+                            float(value),
+                            reading.ts,
+                            sensor=reading.sensor_id,
+                            gateway=where.gateway,
+                            site=where.site,
+                            district=where.district,
+                            labels=where.extra,
+                            score=score,
+                            detector=detector,
+                        )
+                    )
+        for point in points:
+            samples += _index_samples(rules, point)
+        alerts = rules.evaluate(samples)
+        mark = self.watermark
+        if mark is not None and (
+            self._absence_checked is None or mark - self._absence_checked >= _ABSENCE_EVERY
+        ):
+            self._absence_checked = mark
+            alerts += rules.check_absence(mark)
+        return alerts
 
     def _anomaly_lines(self, readings: Sequence[Reading], scores: Sequence[FlatScore]) -> list[str]:
         """An anomaly line per reading, from its metrics' scores (the next ``n`` of them)."""

@@ -64,12 +64,13 @@ from stream.sinks.lineprotocol import (
     quote_string,
     timestamp_ns,
 )
-from telemetry import CATALOGUE, GatewayStatus, Kind, Reading
+from telemetry import CATALOGUE, Alert, AlertState, GatewayStatus, Kind, Reading
 from telemetry.registry import Registry
 
 __all__ = [
     "AGG_1H",
     "AGG_1M",
+    "ALERT",
     "AQI",
     "ENERGY_USE",
     "HOTSPOT",
@@ -83,6 +84,7 @@ __all__ = [
     "SensorSeries",
     "SensorTags",
     "aggregate_point",
+    "alert_point",
     "anomaly_line",
     "anomaly_point",
     "district_aqi_point",
@@ -319,6 +321,24 @@ HOTSPOT = MeasurementSpec(
     ),
 )
 
+ALERT = MeasurementSpec(
+    name="alert",
+    point=(
+        "a rule starting to fire on a subject (stamped when its condition began) or "
+        "resolving (stamped when it stopped); Grafana's annotations and alert history"
+    ),
+    tags=("rule", "severity", "state", "district", "fingerprint"),
+    fields=(
+        FieldSpec("firing", "integer", "1", "1 when it fired, 0 when it resolved"),
+        FieldSpec("value", "float", "the metric's unit", "the value that crossed"),
+        FieldSpec("threshold", "float", "the metric's unit", "the threshold it crossed"),
+        FieldSpec("subject", "string", "", "what it is about: sensor=..., site=..."),
+        FieldSpec("metric", "string", "", "the metric or index, e.g. aqi.aqi"),
+        FieldSpec("summary", "string", "", "the rule's summary annotation, rendered"),
+        FieldSpec("description", "string", "", "the rule's description, rendered"),
+    ),
+)
+
 MEASUREMENTS: tuple[MeasurementSpec, ...] = (
     *_READINGS.values(),
     ANOMALY,
@@ -330,6 +350,7 @@ MEASUREMENTS: tuple[MeasurementSpec, ...] = (
     SCENIC,
     ENERGY_USE,
     HOTSPOT,
+    ALERT,
 )
 """Every measurement the stream writes."""
 
@@ -611,6 +632,32 @@ def anomaly_line(
     )
     ts = encode_timestamp(timestamp_ns(reading.ts), precision)
     return f"{series.anomaly} {fields} {ts}"
+
+
+def alert_point(alert: Alert) -> LinePoint:
+    """One alert transition: firing at its start, resolved at its end."""
+    firing = alert.state is AlertState.FIRING
+    fields: dict[str, FieldValue] = {"firing": int(firing)}
+    if alert.value is not None:
+        fields["value"] = float(alert.value)
+    if alert.threshold is not None:
+        fields["threshold"] = float(alert.threshold)
+    labels = alert.subject.labels()
+    fields["subject"] = ",".join(f"{k.removesuffix('_id')}={v}" for k, v in labels.items())
+    if alert.metric is not None:
+        fields["metric"] = alert.metric
+    for name in ("summary", "description"):
+        if name in alert.annotations:
+            fields[name] = alert.annotations[name]
+    tags = {
+        "rule": alert.rule_id,
+        "severity": alert.severity.value,
+        "state": alert.state.value,
+        "district": labels.get("district_id", "none"),
+        "fingerprint": alert.fingerprint,
+    }
+    at = alert.starts_at if firing or alert.ends_at is None else alert.ends_at
+    return LinePoint(ALERT.name, tags, fields, timestamp_ns(at))
 
 
 def gateway_point(status: GatewayStatus, site: str, district: str) -> LinePoint:

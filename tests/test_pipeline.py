@@ -29,6 +29,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
+from rules.engine import RuleEngine
+from rules.load import parse_rules
 from simulators.engine import City, TruthEntry
 from simulators.scenario import parse_scenario
 from stream.aggregate import HOUR, MINUTE, window_end
@@ -1057,3 +1059,62 @@ def test_dropping_a_district_forgets_its_state_and_reloads_it_on_next_sight() ->
     assert "aq-drum-tower-pollution" in loads
     assert pipeline.stats.duplicates == 1  # the reloaded seq knows it
     assert not out.lines
+
+
+# ---------------------------------------------------------------- rules
+
+
+_PM_RULES = """
+version: 1
+rules:
+  - id: pm25-high
+    severity: warning
+    select: {kind: pollution, metric: pm2_5}
+    threshold: {above: 100}
+    clear: {below: 80}
+    annotations: {summary: "PM2.5 {value} at {site}"}
+"""
+
+
+def _pm(seq: int, minute: int, value: float) -> Batch:
+    return Batch(
+        gateway_id="gw-lakeside-01",
+        readings=(
+            Reading(
+                sensor_id="aq-pier-pollution",
+                kind=Kind.POLLUTION,
+                seq=seq,
+                ts=datetime(2024, 11, 8, tzinfo=UTC) + timedelta(minutes=minute),
+                metrics={"pm2_5": value},
+            ),
+        ),
+    )
+
+
+def test_rules_fire_once_are_written_and_their_state_moves_with_its_district() -> None:
+    registry = load_example_registry()
+    stored: dict[str, bytes] = {}
+
+    def scan(prefix: str) -> list[tuple[str, bytes]]:
+        return [(k, v) for k, v in stored.items() if k.startswith(prefix)]
+
+    first = Pipeline(registry, rules=RuleEngine(parse_rules(_PM_RULES)), scan=scan)
+    fired = first.process([_pm(1, 0, 40.0), _pm(2, 1, 150.0)])
+    assert [(a.rule_id, a.state.value) for a in fired.alerts] == [("pm25-high", "firing")]
+    [line] = [x for x in fired.lines if x.startswith("alert,")]
+    assert "state=firing" in line
+    assert 'summary="PM2.5 150 at ' in line
+    assert first.process([_pm(2, 1, 150.0), _pm(3, 2, 90.0)]).alerts == []  # resend, band
+    rule_keys = [k for k in fired.touched if k.startswith("rules/")]
+    assert [first.district_of(k) for k in rule_keys] == ["lakeside"]
+    stored = {k: first.snapshot(k) for k in first.state_keys()}
+
+    # Another worker takes the district over: the alert resolves there, once.
+    second = Pipeline(
+        registry, rules=RuleEngine(parse_rules(_PM_RULES)), scan=scan, load=stored.get
+    )
+    resolved = second.process([_pm(4, 3, 50.0), _pm(5, 4, 40.0)])
+    assert [(a.rule_id, a.state.value) for a in resolved.alerts] == [("pm25-high", "resolved")]
+    first.drop_districts(["lakeside"])
+    assert first.rules is not None
+    assert first.rules.state_keys() == []

@@ -31,6 +31,7 @@ from stream.schema import (
     MeasurementSpec,
     SensorTags,
     aggregate_point,
+    alert_point,
     anomaly_line,
     anomaly_point,
     district_aqi_point,
@@ -53,7 +54,17 @@ from stream.sinks.lineprotocol import (
     LineProtocolError,
     Precision,
 )
-from telemetry import CATALOGUE, GatewayState, GatewayStatus, Kind, Reading
+from telemetry import (
+    CATALOGUE,
+    Alert,
+    AlertState,
+    AlertSubject,
+    GatewayState,
+    GatewayStatus,
+    Kind,
+    Reading,
+    Severity,
+)
 from telemetry.registry import Registry, Sensor, load_example_registry
 
 REGISTRY: Registry = load_example_registry()
@@ -183,7 +194,7 @@ def test_the_parser_reads_escapes_and_every_type() -> None:
 def test_measurement_names_are_unique_and_every_kind_has_one() -> None:
     names = [spec.name for spec in MEASUREMENTS]
     assert len(names) == len(set(names))
-    assert {kind.value for kind in Kind} | {"anomaly", "gateway", *DERIVED} == set(names)
+    assert {kind.value for kind in Kind} | {"anomaly", "gateway", "alert", *DERIVED} == set(names)
     for spec in MEASUREMENTS:
         fields = [f.name for f in spec.fields]
         assert len(fields) == len(set(fields)), spec.name
@@ -655,3 +666,30 @@ def test_the_readme_prints_the_current_measurement_table() -> None:
         "README.md's measurement table is out of date: paste in "
         "`.venv/bin/python -c 'from stream.schema import markdown_table; print(markdown_table())'`"
     )
+
+
+def test_an_alert_transition_is_a_point_as_declared() -> None:
+    subject = AlertSubject(site_id="st-aq-pier", district_id="lakeside")
+    start = datetime(2024, 11, 8, 9, tzinfo=UTC)
+    firing = Alert.create(
+        rule_id="aqi-heavy",
+        subject=subject,
+        severity=Severity.WARNING,
+        state=AlertState.FIRING,
+        metric="aqi.aqi",
+        value=231.0,
+        threshold=201.0,
+        starts_at=start,
+        annotations={"summary": 'Heavy pollution "重度污染" at Pier'},
+    )
+    resolved = firing.model_copy(
+        update={"state": AlertState.RESOLVED, "ends_at": start + timedelta(hours=3)}
+    )
+    encoder = LineEncoder(Precision.S)
+    for alert, firing_flag, at in ((firing, 1, start), (resolved, 0, start + timedelta(hours=3))):
+        parsed = parse_line(encoder.encode(*alert_point(alert)))
+        check_line(parsed)
+        assert parsed.tags["district"] == "lakeside"
+        assert parsed.fields["firing"] == firing_flag
+        assert parsed.fields["subject"] == "site=st-aq-pier,district=lakeside"
+        assert parsed.ts == int(at.timestamp())
