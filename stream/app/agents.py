@@ -17,6 +17,10 @@ overwrite themselves).
 
 ``status``: gateway status messages become ``gateway`` points.
 
+``notify`` (with a routing file): alert transitions, which ``readings`` sends to the
+one-partition alerts topic, are grouped and delivered to their receivers
+(:func:`_define_notify`).
+
 When a rebalance gives partitions of ``by_district`` to another worker, the pipeline forgets the
 districts that were on them (:meth:`~stream.pipeline.Pipeline.drop_districts`), so it
 never writes points or state for a district another worker now owns.
@@ -28,12 +32,15 @@ import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
 import structlog
 
+from rules.routing import Dispatcher, Notification, RoutingConfig
+from stream.alerts import Deliverer, DeliveryResult
 from stream.app.settings import StreamSettings
 from stream.app.tables import Tables
 from stream.app.topics import Topics
@@ -93,6 +100,7 @@ class Agents:
     route: faust.types.AgentT[Any]
     readings: faust.types.AgentT[Any]
     status: faust.types.AgentT[Any]
+    notify: faust.types.AgentT[Any] | None
 
 
 def define_agents(
@@ -102,8 +110,9 @@ def define_agents(
     tables: Tables,
     pipeline: Pipeline,
     sink: InfluxSink,
+    routing: RoutingConfig | None = None,
 ) -> Agents:
-    """Register the agents on the app."""
+    """Register the agents on the app (``notify`` only with a routing config)."""
     codec = Codec()
     log: structlog.BoundLogger = structlog.get_logger("urbansense.stream")
 
@@ -134,7 +143,9 @@ def define_agents(
 
     @app.agent(topics.readings)
     async def route(stream: faust.StreamT[bytes]) -> None:
-        async for events in _batches(stream, settings):
+        # Forwarding is cheap: short batches, so that routing adds little latency.
+        events_of = cast("faust.Stream[bytes]", stream).take_events(settings.batch, within=0.05)
+        async for events in events_of:
             sent = [
                 await topics.by_district.send(key=key, value=value)
                 for event in events
@@ -158,6 +169,11 @@ def define_agents(
                     key=rejected.gateway_id.encode(), value=_rejected(rejected)
                 )
             await write_until_done(sink, out.lines, log)
+            sent = [
+                await topics.alerts.send(key=a.fingerprint.encode(), value=codec.encode(a))
+                for a in out.alerts
+            ]
+            await asyncio.gather(*sent)  # the alerts are in Kafka before the state moves on
             written = set()
             for key in out.touched:
                 partition = partition_of.get(pipeline.district_of(key))
@@ -175,6 +191,7 @@ def define_agents(
                 rejected=len(out.rejected),
                 duplicates=pipeline.stats.duplicates,
                 late=pipeline.stats.late,
+                alerts=len(out.alerts),
             )
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
@@ -204,4 +221,96 @@ def define_agents(
                     )
             await write_until_done(sink, pipeline.status_lines(statuses), log)
 
-    return Agents(route=route, readings=readings, status=status)
+    notify = None if routing is None else _define_notify(app, topics, tables, routing, log)
+    return Agents(route=route, readings=readings, status=status, notify=notify)
+
+
+_DISPATCHER = b"dispatcher"
+_TICK_S = 1.0
+
+
+def _define_notify(
+    app: faust.App,
+    topics: Topics,
+    tables: Tables,
+    routing: RoutingConfig,
+    log: structlog.BoundLogger,
+) -> faust.types.AgentT[Any]:
+    """The ``notify`` agent: alert transitions into groups, groups to their receivers.
+
+    The alerts topic has one partition, so one worker groups every alert. Each step
+    adds the new transitions to the :class:`~rules.routing.Dispatcher`, delivers what
+    is due (each notification settles: delivered or dead-lettered) and only then
+    stores the dispatcher's state, so offsets never pass an alert whose notification
+    is unsettled. A timer delivers what falls due between alerts (group waits,
+    repeats), on the wall clock. A new owner restores the state: groups pending when
+    the last owner stopped are sent, nothing sent is sent again (and a notification
+    re-sent after a crash carries the same id, for receivers to drop).
+    """
+    lock = asyncio.Lock()
+    owner = {"owns": False}  # whether this worker holds the alerts partition
+    held: dict[str, Dispatcher | None] = {"dispatcher": None}
+
+    async def dead_letter(notification: Notification, result: DeliveryResult) -> None:
+        log.error(
+            "notification dead-lettered",
+            receiver=result.receiver,
+            notification=result.notification_id,
+            reason=result.reason,
+        )
+        await topics.deadletter.send(
+            key=notification.receiver.encode(),
+            value=_dead_letter(
+                result.reason,
+                f"receiver {result.receiver}",
+                notification.model_dump_json().encode(),
+            ),
+        )
+
+    deliverer = Deliverer(routing, on_dead_letter=dead_letter)
+
+    def dispatcher() -> Dispatcher:
+        current = held["dispatcher"]
+        if current is None:
+            stored = tables.notify.get(_DISPATCHER)
+            current = Dispatcher(routing) if stored is None else Dispatcher.restore(routing, stored)
+            held["dispatcher"] = current
+        return current
+
+    async def flush(current: Dispatcher) -> None:
+        due = current.due(datetime.now(UTC))
+        for notification in due:
+            await deliverer.deliver(notification)
+        tables.notify.put(_DISPATCHER, current.snapshot(), partition=0)
+        if due:
+            log.info("notified", notifications=len(due), **asdict(deliverer.stats))
+
+    @app.agent(topics.alerts)
+    async def notify(stream: faust.StreamT[bytes]) -> None:
+        codec = Codec()
+        async for events in stream.take_events(100, within=0.2):  # type: ignore[attr-defined]
+            async with lock:
+                current = dispatcher()
+                now = datetime.now(UTC)
+                for event in events:
+                    current.add(codec.decode_alert(event.value), now)
+                await flush(current)
+
+    @app.timer(_TICK_S)  # type: ignore[untyped-decorator]
+    async def tick() -> None:
+        if owner["owns"]:
+            async with lock:
+                await flush(dispatcher())
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def assigned(app: faust.App, assigned: set[faust.types.TP], **kwargs: object) -> None:
+        owns = any(tp.topic == topics.alerts.get_topic_name() for tp in assigned)
+        if not owns or not owner["owns"]:
+            held["dispatcher"] = None  # read again from the table when (again) the owner
+        owner["owns"] = owns
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def close(app: faust.App, **kwargs: object) -> None:
+        await deliverer.close()
+
+    return notify

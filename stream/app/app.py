@@ -7,6 +7,9 @@ from datetime import timedelta
 
 import faust
 
+from rules.engine import RuleEngine
+from rules.load import load_default_rules, load_rule_files
+from rules.routing import load_routing
 from stream.anomaly.config import load_config
 from stream.app.agents import Agents, define_agents
 from stream.app.settings import StreamSettings
@@ -36,6 +39,13 @@ def _registry(source: str) -> Registry:
     return load_example_registry() if source == "example" else load_registry(source)
 
 
+def _rules(source: str, registry: Registry) -> RuleEngine | None:
+    if source == "none":
+        return None
+    rules = load_default_rules() if source == "default" else load_rule_files(source.split(","))
+    return RuleEngine(rules, registry)
+
+
 def build_app(settings: StreamSettings) -> StreamApp:
     """Build the app; nothing connects until the worker starts."""
     app = faust.App(
@@ -57,13 +67,21 @@ def build_app(settings: StreamSettings) -> StreamApp:
     topics = define_topics(app, settings)
     tables = define_tables(app, settings)
     state = tables.state
+    registry = _registry(settings.registry)
+
+    def scan(prefix: str) -> list[tuple[str, bytes]]:
+        wanted = prefix.encode()
+        return [(k.decode(), v) for k, v in list(state.items()) if k.startswith(wanted)]
+
     pipeline = Pipeline(
-        _registry(settings.registry),
+        registry,
         load_config(settings.anomaly_config),
         lateness=timedelta(seconds=settings.lateness_s),
         load=lambda sensor: state.get(sensor.encode()),
         precision=Precision.MS,
         indices=settings.index_config(),
+        rules=_rules(settings.rules, registry),
+        scan=scan,
     )
     sink = InfluxSink(
         settings.influx_url,
@@ -73,7 +91,8 @@ def build_app(settings: StreamSettings) -> StreamApp:
         token=settings.influx_token,
         precision=Precision.MS,
     )
-    agents = define_agents(app, settings, topics, tables, pipeline, sink)
+    routing = None if settings.routing is None else load_routing(settings.routing)
+    agents = define_agents(app, settings, topics, tables, pipeline, sink, routing)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close_sink(app: faust.App, **kwargs: object) -> None:

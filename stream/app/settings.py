@@ -44,7 +44,15 @@ class StreamSettings(BaseModel):
             them there and reads them back (created by the worker);
             ``<readings_topic>.by-district`` unless set.
         status_topic: where the bridge puts gateway status messages.
-        deadletter_topic: where readings the stream refuses go, with the reason.
+        deadletter_topic: where readings the stream refuses go, with the reason (and
+            notifications no receiver took in time).
+        alerts_topic: where alert transitions go, keyed by fingerprint (one
+            partition: one worker groups and notifies them).
+        rules: the alert rule files, comma-separated; ``default`` for the shipped
+            city rule set, ``none`` for no rules.
+        routing: the receivers and routing file (``rules/routing.py``); without one
+            alerts still reach the alerts topic and the database, but nobody is
+            notified.
         partitions: partitions of the topics the app creates (readings and tables).
         influx_url: the time-series database's base URL.
         influx_api: ``v2`` (InfluxDB 2/3, VictoriaMetrics) or ``v1`` (InfluxDB 1.x).
@@ -71,6 +79,9 @@ class StreamSettings(BaseModel):
     district_topic: str = ""
     status_topic: str = "urbansense.status"
     deadletter_topic: str = "urbansense.deadletter"
+    alerts_topic: str = "urbansense.alerts"
+    rules: str = "default"
+    routing: str | None = None
     partitions: int = Field(default=8, ge=1)
     influx_url: str = "http://127.0.0.1:8086"
     influx_api: Literal["v1", "v2"] = "v2"

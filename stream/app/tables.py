@@ -56,12 +56,14 @@ class DistrictTable(faust.Table[bytes, bytes]):
             self._partition = None
 
     async def seal(self, partitions: Iterable[int]) -> None:
-        """Make every write so far durable, then put a seal record on each partition."""
-        producer = self.app.producer
-        await producer.flush()
+        """Send every write so far, then queue a seal record on each partition.
+
+        The seals go in produce requests of their own; Faust flushes them before it
+        commits any offset, so they need no wait here.
+        """
+        await self.app.producer.flush()
         for partition in sorted(set(partitions)):
             self.send_changelog(partition, SEAL_KEY, b"")
-        await producer.flush()
 
     def partition_for_key(self, key: Any) -> int:
         """The partition :meth:`put` names; a plain ``table[key] = value`` is refused."""
@@ -76,6 +78,9 @@ class Tables:
     """The stream's tables."""
 
     state: DistrictTable
+    notify: DistrictTable
+    """The alert dispatcher's state (groups, what was sent), under ``dispatcher``; one
+    partition, like the alerts topic, so it moves with the worker that notifies."""
 
 
 def define_tables(app: faust.App, settings: StreamSettings) -> Tables:
@@ -90,4 +95,14 @@ def define_tables(app: faust.App, settings: StreamSettings) -> Tables:
         help="per state key: the pipeline's snapshot of it",
     )
     app.tables.add(state)
-    return Tables(state=state)
+    notify = DistrictTable(
+        app,
+        name="notify",
+        beacon=app.tables.beacon,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=1,
+        help="the alert dispatcher's state",
+    )
+    app.tables.add(notify)
+    return Tables(state=state, notify=notify)

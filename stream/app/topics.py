@@ -27,6 +27,7 @@ class Topics:
     by_district: faust.TopicT
     status: faust.TopicT
     deadletter: faust.TopicT
+    alerts: faust.TopicT
 
 
 def define_topics(app: faust.App, settings: StreamSettings) -> Topics:
@@ -48,4 +49,5 @@ def define_topics(app: faust.App, settings: StreamSettings) -> Topics:
         by_district=raw(settings.district_topic, internal=True, partitions=settings.partitions),
         status=raw(settings.status_topic),
         deadletter=raw(settings.deadletter_topic),
+        alerts=raw(settings.alerts_topic, internal=True, partitions=1),
     )

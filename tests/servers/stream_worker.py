@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from aiokafka.admin import (  # type: ignore[import-untyped,unused-ignore]
@@ -37,11 +37,13 @@ def stream_worker(
     app_id: str,
     name: str,
     partitions: int,
+    settings: Mapping[str, str] | None = None,
 ) -> ManagedProcess:
     """Prepare a stream worker reading ``<app_id>.readings`` and writing to ``vm``.
 
     It is ready once Faust logs that the worker is ready; its log is ``root/<name>.log``
-    and its data directory ``root/<name>-data``.
+    and its data directory ``root/<name>-data``. It runs without alert rules unless
+    ``settings`` (more ``URBANSENSE_*`` variables) give some.
     """
     log_path = root / f"{name}.log"
     env = dict(os.environ)
@@ -52,11 +54,14 @@ def stream_worker(
         URBANSENSE_READINGS_TOPIC=f"{app_id}.readings",
         URBANSENSE_STATUS_TOPIC=f"{app_id}.status",
         URBANSENSE_DEADLETTER_TOPIC=f"{app_id}.deadletter",
+        URBANSENSE_ALERTS_TOPIC=f"{app_id}.alerts",
+        URBANSENSE_RULES="none",
         URBANSENSE_PARTITIONS=str(partitions),
         URBANSENSE_INFLUX_URL=vm.url,
         URBANSENSE_DATADIR=str(root / f"{name}-data"),
         URBANSENSE_BATCH="200",
     )
+    env.update(settings or {})
     return ManagedProcess(
         name=f"stream worker {name}",
         argv=[sys.executable, "-m", "stream.app", "worker", "--without-web", "--loglevel", "info"],
