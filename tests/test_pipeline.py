@@ -1064,7 +1064,7 @@ def test_dropping_a_district_forgets_its_state_and_reloads_it_on_next_sight() ->
 # ---------------------------------------------------------------- rules
 
 
-_PM_RULES = """
+PM_RULES = """
 version: 1
 rules:
   - id: pm25-high
@@ -1098,7 +1098,7 @@ def test_rules_fire_once_are_written_and_their_state_moves_with_its_district() -
     def scan(prefix: str) -> list[tuple[str, bytes]]:
         return [(k, v) for k, v in stored.items() if k.startswith(prefix)]
 
-    first = Pipeline(registry, rules=RuleEngine(parse_rules(_PM_RULES)), scan=scan)
+    first = Pipeline(registry, rules=RuleEngine(parse_rules(PM_RULES)), scan=scan)
     fired = first.process([_pm(1, 0, 40.0), _pm(2, 1, 150.0)])
     assert [(a.rule_id, a.state.value) for a in fired.alerts] == [("pm25-high", "firing")]
     [line] = [x for x in fired.lines if x.startswith("alert,")]
@@ -1110,9 +1110,7 @@ def test_rules_fire_once_are_written_and_their_state_moves_with_its_district() -
     stored = {k: first.snapshot(k) for k in first.state_keys()}
 
     # Another worker takes the district over: the alert resolves there, once.
-    second = Pipeline(
-        registry, rules=RuleEngine(parse_rules(_PM_RULES)), scan=scan, load=stored.get
-    )
+    second = Pipeline(registry, rules=RuleEngine(parse_rules(PM_RULES)), scan=scan, load=stored.get)
     resolved = second.process([_pm(4, 3, 50.0), _pm(5, 4, 40.0)])
     assert [(a.rule_id, a.state.value) for a in resolved.alerts] == [("pm25-high", "resolved")]
     first.drop_districts(["lakeside"])

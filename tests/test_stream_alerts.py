@@ -38,6 +38,7 @@ from tests.servers._procs import LOOPBACK, ManagedProcess, free_port, log_tail
 from tests.servers.stream_worker import create_topics, stream_worker
 from tests.servers.tansu import TansuServer
 from tests.servers.victoria_metrics import VictoriaMetricsServer
+from tests.test_pipeline import PM_RULES
 from tests.test_stream_app import produce
 
 pytestmark = pytest.mark.servers
@@ -45,16 +46,6 @@ pytestmark = pytest.mark.servers
 TIMEOUT_S = 60.0
 SECRET = secrets.token_hex(16)  # the webhook's HMAC key, made per run
 START = (datetime.now(UTC) - timedelta(days=2)).replace(hour=18, minute=0, second=0, microsecond=0)
-RULES = """
-version: 1
-rules:
-  - id: pm25-high
-    severity: warning
-    select: {kind: pollution, metric: pm2_5}
-    threshold: {above: 100}
-    clear: {below: 80}
-    annotations: {summary: "PM2.5 {value} at {site}"}
-"""
 
 
 class Receiver:
@@ -143,7 +134,7 @@ def test_an_alert_is_notified_once_firing_and_once_resolved_across_a_worker_kill
     tmp_path: Path,
 ) -> None:
     app_id = f"al-{uuid.uuid4().hex[:8]}"
-    (tmp_path / "rules.yaml").write_text(RULES, encoding="utf-8")
+    (tmp_path / "rules.yaml").write_text(PM_RULES, encoding="utf-8")
     (tmp_path / "routing.yaml").write_text(
         f"""
 receivers:
