@@ -118,7 +118,7 @@ _ABSENCE_LABELS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Sample:
     """One value the stream computed, with the subject it is about.
 
