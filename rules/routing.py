@@ -357,7 +357,7 @@ class Receiver(BaseModel):
     url: Annotated[str, Field(min_length=1, max_length=2048)]
     secret: SecretStr | None = None
     timeout: Duration = timedelta(seconds=10)
-    give_up_after: Duration = timedelta(hours=1)
+    give_up_after: Duration = timedelta(hours=6)
     send_resolved: bool = True
     max_alerts: Annotated[int, Field(ge=0)] = 0
     max_bytes: Annotated[int, Field(ge=0)] = 0

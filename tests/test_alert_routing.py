@@ -140,7 +140,7 @@ def test_the_sample_file_loads_with_defaults_and_inheritance(tmp_path: Path) -> 
     assert loaded == config()
     ops = loaded.receiver("ops")
     assert ops.timeout == timedelta(seconds=10)
-    assert ops.give_up_after == timedelta(hours=1)
+    assert ops.give_up_after == timedelta(hours=6)
     assert ops.secret is not None
     assert "s3cret" not in repr(ops)  # secrets never print
     [critical] = loaded.routes_for(
