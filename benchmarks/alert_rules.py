@@ -13,7 +13,17 @@ every 15 s over ``--minutes`` of event time, goes through
 It prints samples/s, readings/s and the alerts fired (the synthetic drivers' values
 are random walks, so the stuck and out-of-range rules find some).
 
+``--latency-rate R ...``: the time from a reading crossing a threshold to a webhook
+receiving the alert. A Tansu, a VictoriaMetrics and one stream worker (the default
+rules plus one probe rule: PM2.5 above 400 fires, below 100 clears; a webhook route
+with no group wait) run here; the fleet's readings go straight into the readings
+topic at ``R`` readings/s, in envelopes of 50, stamped with the wall clock, and every
+``--every-s`` the probe station's reading crosses the threshold one way or the other.
+A crossing's latency is from producing that reading to the webhook receiving its
+firing or resolved notification (an aiohttp server in this process).
+
     .venv/bin/python benchmarks/alert_rules.py [--sensors 10000] [--minutes 10]
+        [--latency-rate 1000 3000] [--seconds 60] [--every-s 4]
 
 (Not ``benchmarks/rules.py``: a script's folder comes first on ``sys.path``, and a
 module of that name would hide the ``rules`` package.)
@@ -22,19 +32,35 @@ module of that name would hide the ``rules`` package.)
 from __future__ import annotations
 
 import argparse
+import asyncio
 import math
 import tempfile
+import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
-from streaming import stage_envelopes, write_registry
+from aiohttp import web
+from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped,unused-ignore]
+from broker import free_port
+from streaming import (
+    PROBE_GATEWAY,
+    PROBE_SENSOR,
+    create_topics,
+    servers,
+    stage_envelopes,
+    stream_worker,
+    write_registry,
+)
 
 from rules.engine import RuleEngine, Sample
-from rules.load import load_default_rules
+from rules.load import default_rules_path, load_default_rules
+from simulators.fleet import FleetPlan
 from stream.pipeline import Pipeline
 from stream.sinks.lineprotocol import Precision
-from telemetry import Batch, Reading
-from telemetry.registry import Registry
+from telemetry import Batch, Kind, Reading
+from telemetry.codec import Codec
+from telemetry.registry import Registry, load_example_registry
 
 SENSORS_PER_COPY = 28
 
@@ -98,10 +124,183 @@ def pipeline(registry: Registry, envelopes: list[Batch], rules: RuleEngine | Non
     print(f"  pipeline {what}: {readings / seconds:,.0f} readings/s ({alerts} alerts)")
 
 
+PROBE_RULE = f"""
+version: 1
+rules:
+  - id: probe-pm25
+    severity: critical
+    select: {{kind: pollution, metric: pm2_5, sensor: {PROBE_SENSOR}}}
+    threshold: {{above: 400}}
+    clear: {{below: 100}}
+"""
+
+
+class Webhook:
+    """An aiohttp webhook on a loopback port, in a thread: when each status arrived."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.arrivals: list[tuple[float, str]] = []
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        now = time.time()
+        self.arrivals += [(now, a["status"]) for a in body["alerts"]]
+        return web.Response(text="ok")
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_post("/hook", self._hook)
+        runner = web.AppRunner(app)
+        self._loop.run_until_complete(runner.setup())
+        self._loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
+        self._ready.set()
+        self._loop.run_forever()
+
+    def __enter__(self) -> Webhook:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+async def produce(
+    kafka: str, topic: str, copies: int, rate: float, seconds: float, every_s: float
+) -> list[tuple[float, str]]:
+    """The fleet at ``rate`` and the probe's crossings; (send time, status) of each crossing."""
+    plan = FleetPlan(
+        gateways=copies,
+        sensors_per_gateway=SENSORS_PER_COPY,
+        rate=1.0,
+        start=datetime.now(UTC),
+    )
+    sensors = plan.sensors(load_example_registry())
+    for sensor in sensors:
+        sensor.driver.open()
+    gateways = [
+        sensors[start : start + SENSORS_PER_COPY]
+        for start in range(0, len(sensors), SENSORS_PER_COPY)
+    ]
+    codec = Codec()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=5)
+    await producer.start()
+    crossings: list[tuple[float, str]] = []
+    try:
+        began = time.time()
+        sent, g, probe_seq, high = 0, 0, 0, False
+        next_cross = began + every_s
+        while (now := time.time()) < began + seconds:
+            due = int((now - began) * rate) - sent
+            stamp = datetime.fromtimestamp(now, UTC)
+            for _ in range(max(0, due) // SENSORS_PER_COPY):  # a gateway's sensors at once
+                gateway = gateways[g % len(gateways)]
+                g += 1
+                readings = []
+                for sensor in gateway:
+                    sensor.seq += 1
+                    readings.append(
+                        Reading(
+                            sensor_id=sensor.id,
+                            kind=sensor.kind,
+                            seq=sensor.seq,
+                            ts=stamp,
+                            interval_s=15.0,
+                            metrics=sensor.driver.read(),
+                        )
+                    )
+                batch = Batch(gateway_id=gateway[0].gateway_id, readings=tuple(readings))
+                key = batch.gateway_id.encode()
+                await producer.send(topic, key=key, value=codec.encode(batch))
+                sent += len(readings)
+            if now >= next_cross:
+                high = not high
+                probe_seq += 1
+                probe = Reading(
+                    sensor_id=PROBE_SENSOR,
+                    kind=Kind.POLLUTION,
+                    seq=probe_seq,
+                    ts=stamp,
+                    metrics={"pm2_5": 450.0 if high else 50.0},
+                )
+                batch = Batch(gateway_id=PROBE_GATEWAY, readings=(probe,))
+                await producer.send_and_wait(
+                    topic, key=PROBE_GATEWAY.encode(), value=codec.encode(batch)
+                )
+                crossings.append((time.time(), "firing" if high else "resolved"))
+                next_cross += every_s
+            await asyncio.sleep(0.02)
+    finally:
+        await producer.stop()
+    return crossings[:-1] if crossings and crossings[-1][1] == "firing" else crossings
+
+
+def latency(args: argparse.Namespace, copies: int) -> None:
+    """Threshold crossing to webhook, at each ``--latency-rate``."""
+    with tempfile.TemporaryDirectory(prefix="bench-alert-latency-") as name:
+        folder = Path(name)
+        registry_path, _ = write_registry(folder, copies)
+        (folder / "probe.yaml").write_text(PROBE_RULE, encoding="utf-8")
+        with Webhook() as hook:
+            (folder / "routing.yaml").write_text(
+                "receivers: [{name: hook, type: webhook,"
+                f" url: 'http://127.0.0.1:{hook.port}/hook'}}]\n"
+                "route: {receiver: hook, group_by: [rule_id], group_wait: 0s,"
+                " group_interval: 1s, repeat_interval: 4h}\n",
+                encoding="utf-8",
+            )
+            rules = f"{default_rules_path()},{folder / 'probe.yaml'}"
+            for rate in args.latency_rate:
+                run = f"lat{int(rate)}"
+                with servers(folder / run, with_mqtt=False) as (_, kafka, url):
+                    asyncio.run(
+                        create_topics(kafka, [f"{run}.readings", f"{run}.status", f"{run}.dead"])
+                    )
+                    settings = {
+                        "URBANSENSE_RULES": rules,
+                        "URBANSENSE_ROUTING": str(folder / "routing.yaml"),
+                    }
+                    with stream_worker(folder, run, kafka, url, registry_path, settings=settings):
+                        hook.arrivals.clear()
+                        crossings = asyncio.run(
+                            produce(
+                                kafka, f"{run}.readings", copies, rate, args.seconds, args.every_s
+                            )
+                        )
+                        time.sleep(10.0)  # the last crossings' notifications
+                        arrivals = list(hook.arrivals)
+                delays = []
+                for sent_at, status in crossings:
+                    after = [t for t, s in arrivals if s == status and t >= sent_at]
+                    if after:
+                        delays.append(min(after) - sent_at)
+                delays.sort()
+                if delays:
+                    p50 = delays[len(delays) // 2]
+                    p99 = delays[min(len(delays) - 1, math.ceil(0.99 * len(delays)) - 1)]
+                    figures = f"p50 {p50 * 1000:,.0f} ms, p99 {p99 * 1000:,.0f} ms"
+                else:
+                    figures = "no notification arrived"
+                print(
+                    f"  threshold crossing -> webhook at {rate:,.0f} readings/s: {figures}"
+                    f" ({len(delays)} of {len(crossings)} crossings notified)",
+                    flush=True,
+                )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sensors", type=int, default=10_000)
     parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--latency-rate", type=float, nargs="*", default=[])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--every-s", type=float, default=4.0)
     args = parser.parse_args()
     copies = math.ceil(args.sensors / SENSORS_PER_COPY)
     with tempfile.TemporaryDirectory(prefix="bench-rules-") as folder:
@@ -115,6 +314,8 @@ def main() -> int:
     engine_alone(registry, envelopes)
     pipeline(registry, envelopes, None)
     pipeline(registry, envelopes, RuleEngine(load_default_rules(), registry))
+    if args.latency_rate:
+        latency(args, copies)
     return 0
 
 

@@ -374,6 +374,7 @@ def stream_worker(
     registry: Path,
     profile: Path | None = None,
     partitions: int = PARTITIONS,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[WorkerRun]:
     argv = [sys.executable]
     if profile is not None:
@@ -392,6 +393,7 @@ def stream_worker(
         "URBANSENSE_INFLUX_URL": vm_url,
         "URBANSENSE_REGISTRY": str(registry),
         "URBANSENSE_DATADIR": str(folder / f"{name}-data"),
+        **(settings or {}),
     }
     log_path = folder / f"{name}-worker.log"
     with log_path.open("wb") as log:
