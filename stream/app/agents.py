@@ -279,8 +279,8 @@ def _define_notify(
 
     async def flush(current: Dispatcher) -> None:
         due = current.due(datetime.now(UTC))
-        for notification in due:
-            await deliverer.deliver(notification)
+        # Side by side: a receiver that is down holds the step, not the others' messages.
+        await asyncio.gather(*(deliverer.deliver(notification) for notification in due))
         tables.notify.put(_DISPATCHER, current.snapshot(), partition=0)
         if due:
             log.info("notified", notifications=len(due), **asdict(deliverer.stats))
