@@ -10,10 +10,12 @@ import sys
 def main() -> int:
     """Say plainly that the demo is not built yet."""
     print(
-        "urbansense demo: not built yet.\n"
-        "The wire contract, the site registry and the real-server test fixtures are in place;\n"
-        "the simulated city, edge agents, bridge and Faust workers come in later releases.\n"
-        "Run `make test` to see what works today."
+        "urbansense demo: the one-command demo is not built yet.\n"
+        "Its parts run on their own today: the simulated city (urbansense-sim run\n"
+        "simulators/examples/city-week.yaml), edge agents (urbansense-agent run), the bridge\n"
+        "(urbansense bridge), the stream worker (python -m stream.app worker --without-web),\n"
+        "the rules (urbansense rules check|test) and the indices (urbansense aqi).\n"
+        "Run `make test` to see all of them work against real servers."
     )
     return 0
 
