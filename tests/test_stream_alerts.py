@@ -45,7 +45,9 @@ pytestmark = pytest.mark.servers
 
 TIMEOUT_S = 60.0
 SECRET = secrets.token_hex(16)  # the webhook's HMAC key, made per run
-START = (datetime.now(UTC) - timedelta(days=2)).replace(hour=18, minute=0, second=0, microsecond=0)
+# Four days ago: a span no other test writes at (test_stream_app: two days ago from
+# midnight, with no upper bound; test_stream_failover: three days ago).
+START = (datetime.now(UTC) - timedelta(days=4)).replace(hour=12, minute=0, second=0, microsecond=0)
 
 
 class Receiver:
