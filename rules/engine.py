@@ -661,7 +661,12 @@ class RuleEngine:
                 window.popleft()
         state.last_ts = ts
         state.last_raw = raw
-        self._touched.add(state.key)
+        phase = state.phase
+        if window is not None or phase != _INACTIVE:
+            # A window, or a pending or firing state, is worth keeping. An inactive
+            # state without a window that stays inactive is not stored: restored
+            # empty, it would make the same decisions.
+            self._touched.add(state.key)
         x = self._quantity(rule, window, raw)
         if x is None:
             return
@@ -670,7 +675,6 @@ class RuleEngine:
         in_hours = rule.during is None or rule.during.contains(ts, rule.utc_offset_h)
         fires = in_hours and rule.fires(x)
         clears = not in_hours or rule.clears(x)
-        phase = state.phase
         if phase == _INACTIVE:
             if fires:
                 state.since = ts
@@ -690,6 +694,8 @@ class RuleEngine:
                 state.clear_since = ts
             if ts - state.clear_since >= rule.keep_s:
                 self._resolve(state, state.clear_since, alerts)
+        if state.phase != _INACTIVE:
+            self._touched.add(state.key)
         if state.phase != _INACTIVE and (rule.stale_s is not None or state.clear_since is not None):
             self._timed[state.key] = state
         else:
