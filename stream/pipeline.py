@@ -359,8 +359,7 @@ class Pipeline:
         A reading of a sensor the registry does not know goes with its gateway's
         district (or, for an unknown gateway, its id): it is refused downstream.
         """
-        gateway = envelope.gateway_id
-        fallback = self._districts.get(self._gateways.get(gateway, ""), gateway)
+        fallback = self._home(envelope.gateway_id)
         parts: dict[str, list[Reading]] = {}
         tags = self._tags
         for reading in envelope.readings:
@@ -380,8 +379,12 @@ class Pipeline:
         """
         districts = self._gateway_districts.get(gateway_id)
         if districts is None:
-            return self._districts.get(self._gateways.get(gateway_id, ""), gateway_id)
+            return self._home(gateway_id)
         return next(iter(districts)) if len(districts) == 1 else None
+
+    def _home(self, gateway_id: str) -> str:
+        """The district of a gateway's site; an unknown gateway's own id."""
+        return self._districts.get(self._gateways.get(gateway_id, ""), gateway_id)
 
     def drop_districts(self, districts: Iterable[str]) -> None:
         """Forget what this pipeline holds of some districts: another worker took them.

@@ -84,12 +84,12 @@ def _rejected(r: Rejected) -> bytes:
 
 
 def _batches(
-    stream: faust.StreamT[bytes], settings: StreamSettings
+    stream: faust.StreamT[bytes], size: int, within: float
 ) -> AsyncIterator[Sequence[faust.EventT[Any]]]:
-    """Up to ``batch`` events at a time, waiting at most ``batch_seconds`` to fill one."""
+    """Up to ``size`` events at a time, waiting at most ``within`` seconds to fill one."""
     events: AsyncIterator[Sequence[faust.EventT[Any]]] = cast(
         "faust.Stream[bytes]", stream
-    ).take_events(settings.batch, within=settings.batch_seconds)
+    ).take_events(size, within=within)
     return events
 
 
@@ -144,8 +144,7 @@ def define_agents(
     @app.agent(topics.readings)
     async def route(stream: faust.StreamT[bytes]) -> None:
         # Forwarding is cheap: short batches, so that routing adds little latency.
-        events_of = cast("faust.Stream[bytes]", stream).take_events(settings.batch, within=0.05)
-        async for events in events_of:
+        async for events in _batches(stream, settings.batch, 0.05):
             sent = [
                 await topics.by_district.send(key=key, value=value)
                 for event in events
@@ -156,7 +155,7 @@ def define_agents(
     @app.agent(topics.by_district)
     async def readings(stream: faust.StreamT[bytes]) -> None:
         await sink.connect()
-        async for events in _batches(stream, settings):
+        async for events in _batches(stream, settings.batch, settings.batch_seconds):
             for event in events:
                 if event.key:
                     partition_of[event.key.decode()] = event.message.partition
@@ -209,7 +208,7 @@ def define_agents(
     @app.agent(topics.status)
     async def status(stream: faust.StreamT[bytes]) -> None:
         await sink.connect()
-        async for events in _batches(stream, settings):
+        async for events in _batches(stream, settings.batch, settings.batch_seconds):
             statuses = []
             for event in events:
                 try:
@@ -248,8 +247,8 @@ def _define_notify(
     re-sent after a crash carries the same id, for receivers to drop).
     """
     lock = asyncio.Lock()
-    owner = {"owns": False}  # whether this worker holds the alerts partition
-    held: dict[str, Dispatcher | None] = {"dispatcher": None}
+    owns = False  # whether this worker holds the alerts partition
+    held: Dispatcher | None = None  # read from the table on first use
 
     async def dead_letter(notification: Notification, result: DeliveryResult) -> None:
         log.error(
@@ -270,12 +269,11 @@ def _define_notify(
     deliverer = Deliverer(routing, on_dead_letter=dead_letter)
 
     def dispatcher() -> Dispatcher:
-        current = held["dispatcher"]
-        if current is None:
+        nonlocal held
+        if held is None:
             stored = tables.notify.get(_DISPATCHER)
-            current = Dispatcher(routing) if stored is None else Dispatcher.restore(routing, stored)
-            held["dispatcher"] = current
-        return current
+            held = Dispatcher(routing) if stored is None else Dispatcher.restore(routing, stored)
+        return held
 
     async def flush(current: Dispatcher) -> None:
         due = current.due(datetime.now(UTC))
@@ -288,7 +286,7 @@ def _define_notify(
     @app.agent(topics.alerts)
     async def notify(stream: faust.StreamT[bytes]) -> None:
         codec = Codec()
-        async for events in stream.take_events(100, within=0.2):  # type: ignore[attr-defined]
+        async for events in _batches(stream, 100, 0.2):
             async with lock:
                 current = dispatcher()
                 now = datetime.now(UTC)
@@ -298,16 +296,17 @@ def _define_notify(
 
     @app.timer(_TICK_S)  # type: ignore[untyped-decorator]
     async def tick() -> None:
-        if owner["owns"]:
+        if owns:
             async with lock:
                 await flush(dispatcher())
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def assigned(app: faust.App, assigned: set[faust.types.TP], **kwargs: object) -> None:
-        owns = any(tp.topic == topics.alerts.get_topic_name() for tp in assigned)
-        if not owns or not owner["owns"]:
-            held["dispatcher"] = None  # read again from the table when (again) the owner
-        owner["owns"] = owns
+        nonlocal owns, held
+        now_owns = any(tp.topic == topics.alerts.get_topic_name() for tp in assigned)
+        if not now_owns or not owns:
+            held = None  # read again from the table when (again) the owner
+        owns = now_owns
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close(app: faust.App, **kwargs: object) -> None:
