@@ -54,10 +54,14 @@ class StreamSettings(BaseModel):
             alerts still reach the alerts topic and the database, but nobody is
             notified.
         partitions: partitions of the topics the app creates (readings and tables).
+        sink: where the points go: ``influx``, the time-series database at
+            ``influx_url``; or ``files``, line-protocol files in ``lines_dir`` that
+            ``influx write`` loads later (where no database runs).
         influx_url: the time-series database's base URL.
         influx_api: ``v2`` (InfluxDB 2/3, VictoriaMetrics) or ``v1`` (InfluxDB 1.x).
         influx_bucket: the bucket (v2) or database (v1).
         influx_token: the API token, if the database wants one.
+        lines_dir: the directory of the line-protocol files (``sink=files``).
         registry: the site registry file, or ``example`` for the shipped example city.
         anomaly_config: an anomaly profile YAML over the shipped defaults, if any.
         utc_offset_h: local time's offset from UTC, for scenic days and hours of the
@@ -83,10 +87,12 @@ class StreamSettings(BaseModel):
     rules: str = "default"
     routing: str | None = None
     partitions: int = Field(default=8, ge=1)
+    sink: Literal["influx", "files"] = "influx"
     influx_url: str = "http://127.0.0.1:8086"
     influx_api: Literal["v1", "v2"] = "v2"
     influx_bucket: str = "urbansense"
     influx_token: str | None = None
+    lines_dir: str = "urbansense-lines"
     registry: str = "example"
     anomaly_config: str | None = None
     utc_offset_h: float = Field(default=8.0, ge=-12, le=14)
