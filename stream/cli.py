@@ -48,6 +48,7 @@ from datetime import timedelta, timezone
 from pathlib import Path
 from typing import IO
 
+from stream.acl_cli import add_parser as add_acl_parser
 from stream.anomaly.config import AnomalyConfig, load_config
 from stream.anomaly.scorer import MetricScore, ReadingScorer, neighbours_from_registry
 from stream.backtest import incidents, nab
@@ -224,6 +225,7 @@ def _parser() -> argparse.ArgumentParser:
         help="minutes after an incident's end that still count; default 30",
     )
     bt.set_defaults(func=_cmd_backtest)
+    add_acl_parser(commands)
     add_aqi_parser(commands)
     add_bridge_parser(commands)
     add_rules_parser(commands)
