@@ -18,8 +18,10 @@ anonymous clients and reads two files that this module writes:
   ==========  ==========================================================================
 
 Mosquitto quietly drops a publish that the ACL forbids (the client still gets its
-PUBACK), and refuses a subscription that it forbids, so a gateway that was taken over
-can neither pose as another gateway nor read another's commands.
+PUBACK). Mosquitto 2.0's ACL file grants every SUBSCRIBE but checks read access on
+each message before delivering it, so a subscription to another gateway's topics
+delivers nothing. A gateway that was taken over can neither pose as another gateway
+nor read another's commands.
 
 A third file, the **plaintext credentials** (``user:password`` lines, the format
 ``mosquitto_passwd -U`` also reads), is what the operator hands to each gateway's
