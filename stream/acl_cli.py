@@ -76,7 +76,7 @@ def add_parser(
         "-o",
         type=Path,
         required=True,
-        help="where passwd, acl and credentials are written (created if missing)",
+        help="where passwd, acl and credentials are written (created mode 0700 if missing)",
     )
     parser.add_argument(
         "--bridge-user", default=BRIDGE_USER, help="MQTT user of the bridge (default %(default)s)"
@@ -135,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
         load_example_registry() if args.registry == "example" else load_registry(args.registry)
     )
     out: Path = args.output_dir
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds the plaintext credentials
     credentials_path = out / CREDENTIALS_FILE
     old_credentials = _read(credentials_path)
     existing = (
