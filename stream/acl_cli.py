@@ -1,15 +1,21 @@
 """``urbansense acl``: write the broker's password and ACL files from the site registry.
 
-Writes three files into ``--output-dir`` (see :mod:`stream.acl` for their contents):
+Writes the broker's two files into ``--output-dir`` and the plaintext credentials
+next to it (see :mod:`stream.acl` for their contents):
 
-``passwd``       the hashed password file of the broker (mode 0644: salted PBKDF2
-                 hashes, readable by the broker's own user inside its container)
-``acl``          the access rules of every user (mode 0644)
-``credentials``  the plaintext ``user:password`` lines for provisioning (mode 0600)
+``DIR/passwd``          the hashed password file (mode 0644: salted PBKDF2 hashes,
+                        which the broker reads as its own user inside its container)
+``DIR/acl``             the access rules of every user (mode 0644)
+``DIR/../credentials``  the plaintext ``user:password`` lines for provisioning (mode
+                        0600), or where ``--credentials`` says
+
+The credentials stay out of ``DIR`` so that the whole directory can be mounted into
+the broker's container: the broker then sees a new ``passwd`` and ``acl`` (they are
+replaced by renaming, which a single-file mount would not follow).
 
 Every gateway of the registry gets a user named by its id, plus one user for the
 bridge processes and one for the stream workers. Passwords are random, except that a
-user already in ``credentials`` keeps its password (``--rotate USER`` issues a new
+user already in the credentials keeps its password (``--rotate USER`` issues a new
 one), so the command can run again whenever the registry changes. Send the broker
 SIGHUP afterwards and it reloads both files without dropping a connection.
 
@@ -56,7 +62,7 @@ def add_parser(
 
     >>> parser = argparse.ArgumentParser(prog="urbansense")
     >>> _ = add_parser(parser.add_subparsers(dest="command"))
-    >>> args = parser.parse_args(["acl", "--output-dir", "secrets", "--rotate", "gw-1"])
+    >>> args = parser.parse_args(["acl", "--output-dir", "secrets/broker", "--rotate", "gw-1"])
     >>> args.registry, args.rotate, args.func is acl_command
     ('example', ['gw-1'], True)
     """
@@ -76,7 +82,12 @@ def add_parser(
         "-o",
         type=Path,
         required=True,
-        help="where passwd, acl and credentials are written (created mode 0700 if missing)",
+        help="where passwd and acl are written (created if missing)",
+    )
+    parser.add_argument(
+        "--credentials",
+        type=Path,
+        help="the plaintext credentials file (default: credentials next to --output-dir)",
     )
     parser.add_argument(
         "--bridge-user", default=BRIDGE_USER, help="MQTT user of the bridge (default %(default)s)"
@@ -135,8 +146,10 @@ def _run(args: argparse.Namespace) -> int:
         load_example_registry() if args.registry == "example" else load_registry(args.registry)
     )
     out: Path = args.output_dir
-    out.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds the plaintext credentials
-    credentials_path = out / CREDENTIALS_FILE
+    credentials_path: Path = args.credentials or out.parent / CREDENTIALS_FILE
+    # Only the credentials are secret: their directory is private if this creates it.
+    credentials_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    out.mkdir(mode=0o755, parents=True, exist_ok=True)
     old_credentials = _read(credentials_path)
     existing = (
         {} if old_credentials is None else parse_credentials(old_credentials, str(credentials_path))
@@ -163,6 +176,7 @@ def _run(args: argparse.Namespace) -> int:
     dropped = sorted(set(existing) - {a.username for a in accounts})
     gateways = sum(a.role is Role.GATEWAY for a in accounts)
     print(f"urbansense acl: {gateways} gateways, a bridge and a stream user in {out}/")
+    print(f"  plaintext credentials (keep secret): {credentials_path}")
     print(f"  new passwords: {', '.join(issued) if issued else 'none'}")
     if dropped:
         print(f"  removed (no longer in the registry): {', '.join(dropped)}")

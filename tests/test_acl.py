@@ -142,19 +142,22 @@ def test_the_command_writes_the_three_files_and_a_second_run_changes_nothing(
 ) -> None:
     registry = tmp_path / "city.yaml"
     registry.write_text(REGISTRY, encoding="utf-8")
-    out = tmp_path / "secrets"
+    secrets = tmp_path / "secrets"
+    out = secrets / "broker"
     assert urbansense(["acl", "--registry", str(registry), "-o", str(out)]) == 0
     assert (
         "new passwords: gw-a, gw-b, urbansense-bridge, urbansense-stream" in capsys.readouterr().out
     )
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
-    assert modes == {"passwd": 0o644, "acl": 0o644, "credentials": 0o600}
-    assert stat.S_IMODE(out.stat().st_mode) == 0o700
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert modes == {"passwd": 0o644, "acl": 0o644}  # the broker's directory: no plaintext
+    assert stat.S_IMODE((secrets / "credentials").stat().st_mode) == 0o600
+    assert stat.S_IMODE(secrets.stat().st_mode) == 0o700
+    files = [out / "passwd", out / "acl", secrets / "credentials"]
+    before = {p.name: p.read_bytes() for p in files}
 
     assert urbansense(["acl", "--registry", str(registry), "-o", str(out)]) == 0
     assert "new passwords: none" in capsys.readouterr().out
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert {p.name: p.read_bytes() for p in files} == before
 
     # A gateway joins the registry: it alone gets a password; one leaves: it is reported.
     registry.write_text(REGISTRY.replace("gw-b", "gw-c"), encoding="utf-8")
@@ -163,7 +166,7 @@ def test_the_command_writes_the_three_files_and_a_second_run_changes_nothing(
     assert "new passwords: gw-c\n" in printed
     assert "removed (no longer in the registry): gw-b" in printed
     old = parse_credentials(before["credentials"].decode())
-    new = parse_credentials((out / "credentials").read_text(encoding="utf-8"))
+    new = parse_credentials((secrets / "credentials").read_text(encoding="utf-8"))
     assert new["gw-a"] == old["gw-a"]
     assert "gw-b" not in new
 

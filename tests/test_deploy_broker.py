@@ -116,6 +116,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     registry = root / "city.yaml"
     registry.write_text(REGISTRY, encoding="utf-8")
     assert urbansense(["acl", "--registry", str(registry), "-o", str(root / "secrets")]) == 0
+    assert not (root / "secrets" / "credentials").exists()
     certs = subprocess.run(
         ["sh", str(MAKE_CERTS), "-d", str(root / "tls"), LOOPBACK],
         env={**os.environ, "BROKER_UID": str(os.getuid())},
@@ -147,7 +148,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         start_timeout=15.0,
     )
     process.start()
-    credentials = (root / "secrets" / "credentials").read_text(encoding="utf-8")
+    credentials = (root / "credentials").read_text(encoding="utf-8")
     try:
         yield Broker(port, root / "tls" / "ca.crt", parse_credentials(credentials), root)
     finally:
