@@ -61,6 +61,7 @@ from stream.backtest.run import (
     write_series,
 )
 from stream.bridge.cli import add_parser as add_bridge_parser
+from stream.grafana.cli import add_parser as add_grafana_parser
 from stream.indices.aqi import AqiError
 from stream.indices.aqi_csv import add_parser as add_aqi_parser
 from stream.rules_cli import add_parser as add_rules_parser
@@ -228,6 +229,7 @@ def _parser() -> argparse.ArgumentParser:
     add_acl_parser(commands)
     add_aqi_parser(commands)
     add_bridge_parser(commands)
+    add_grafana_parser(commands)
     add_rules_parser(commands)
     return parser
 
