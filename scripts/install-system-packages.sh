@@ -5,6 +5,9 @@
 #   influxdb          InfluxDB 1.x, answers the InfluxQL queries of the Grafana boards
 #   python3-venv      to create the project's virtual environment
 #   systemd           systemd-analyze verifies the edge agent's unit file
+#   docker-compose    `docker-compose config` checks the deployed stack (no engine needed)
+#   openssl           make-certs.sh issues the broker's TLS certificate for the broker test
+#   + shellcheck      lints the deployment's shell scripts (gateway install, certificates)
 # Idempotent: does nothing when every program is already there.
 set -eu
 
@@ -13,6 +16,9 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$
 command -v victoria-metrics >/dev/null 2>&1 || missing="$missing victoria-metrics"
 command -v influxd >/dev/null 2>&1 || missing="$missing influxdb"
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
+command -v docker-compose >/dev/null 2>&1 || missing="$missing docker-compose"
+command -v shellcheck >/dev/null 2>&1 || missing="$missing shellcheck"
+command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
 python3 -m venv --help >/dev/null 2>&1 && python3 -c "import ensurepip" >/dev/null 2>&1 || missing="$missing python3-venv"
 
 if [ -z "$missing" ]; then
