@@ -714,7 +714,7 @@ def _scenic(spec: BoardSpec, settings: BoardSettings) -> db.Dashboard:
     board = board.with_row(db.Row("Occupancy"))
     board = board.with_panel(
         _series(
-            "Occupancy",
+            "Occupancy against capacity",
             "Visitors inside each area as a share of its instantaneous capacity; the lines "
             "are the warning tiers at 80, 90 and 100 %.",
             'SELECT max("occupancy_pct") FROM "scenic" WHERE '
