@@ -29,7 +29,7 @@ __all__ = [
     "worker_environment",
 ]
 
-_WEEK = timedelta(days=7)
+_YEAR_OF_WEEKS = timedelta(weeks=52)
 
 
 class MqttBroker(StrEnum):
@@ -114,25 +114,29 @@ def choose_store(requested: str, victoria_metrics: str | None) -> StoreChoice:
     )
 
 
-def scenario_shift(start: datetime, end: datetime, now: datetime) -> timedelta:
-    """How far to move a scenario in whole weeks so that it ends at or before ``now``.
+def scenario_shift(
+    start: datetime, end: datetime, now: datetime, period: timedelta = _YEAR_OF_WEEKS
+) -> timedelta:
+    """How far to move a scenario, in whole ``period``, so that it ends at or before ``now``.
 
     The stream refuses readings from the future and a database drops points older
-    than its retention, so the demo replays the scenario in the most recent span
-    that is entirely past. Whole weeks keep every incident on its weekday and its
-    local hour.
+    than its retention, so the demo replays a scenario in the most recent span that
+    is entirely past. The default period, 52 weeks, keeps every incident on its
+    weekday and its local hour, and the season of the year (the simulated air, the
+    heating and cooling loads and the tourist seasons follow the date), a day or
+    two earlier per year moved.
 
     >>> from datetime import UTC
     >>> now = datetime(2026, 12, 5, 9, 30, tzinfo=UTC)
-    >>> shift = scenario_shift(datetime(2024, 11, 7, 16, tzinfo=UTC),
-    ...                        datetime(2024, 11, 10, 4, tzinfo=UTC), now)
-    >>> shift.days % 7, datetime(2024, 11, 10, 4, tzinfo=UTC) + shift <= now
-    (0, True)
-    >>> now - (datetime(2024, 11, 10, 4, tzinfo=UTC) + shift) < timedelta(days=7)
-    True
+    >>> start, end = datetime(2024, 11, 7, 16, tzinfo=UTC), datetime(2024, 11, 10, 4, tzinfo=UTC)
+    >>> shift = scenario_shift(start, end, now)
+    >>> shift.days, (start + shift).date().isoformat(), end + shift <= now
+    (728, '2026-11-05', True)
+    >>> scenario_shift(start, end, datetime(2026, 11, 7, tzinfo=UTC)).days
+    364
     """
-    weeks = math.floor((now - end) / _WEEK)
-    return weeks * _WEEK
+    periods = math.floor((now - end) / period)
+    return periods * period
 
 
 def _shifted(value: object, by: timedelta) -> object:

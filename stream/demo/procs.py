@@ -188,8 +188,20 @@ class Children:
     async def stop_all(self, report: Callable[[str], None]) -> None:
         """Stop every child, newest first (the simulator before the brokers)."""
         for child in reversed(self.started):
-            code = await child.stop()
-            report(f"stopped {child.name} (exit status {code})")
+            report(f"stopped {child.name} ({describe_exit(await child.stop())})")
+
+
+def describe_exit(code: int | None) -> str:
+    """An exit status in words.
+
+    >>> describe_exit(0), describe_exit(-15), describe_exit(None)
+    ('exit status 0', 'ended by SIGTERM', 'never started')
+    """
+    if code is None:
+        return "never started"
+    if code < 0:
+        return f"ended by {signal.Signals(-code).name}"
+    return f"exit status {code}"
 
 
 # ------------------------------------------------------------------ probes

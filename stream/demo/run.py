@@ -214,7 +214,7 @@ async def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> int:
     last: DemoView | None = None
     out.say(
         f"urbansense demo: {scenario.file.name} ({len(scenario.registry.sensors)} sensors,"
-        f" {span}) at {options.speed:g}x, moved {prepared.shift.days} days to"
+        f" {span / timedelta(hours=1):g} h) at {options.speed:g}x, moved {prepared.shift.days} days to"
         f" {local_time(scenario.file.start, names.utc_offset_h)}; run folder {run_dir}"
     )
     out.say(f"  store: {prepared.store.reason}")
@@ -281,7 +281,7 @@ async def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> int:
                     _which("victoria-metrics") or "victoria-metrics",
                     f"-storageDataPath={vm_data}",
                     f"-httpListenAddr={LOOPBACK}:{vm_port}",
-                    "-retentionPeriod=1y",
+                    "-retentionPeriod=2y",
                     "-dedup.minScrapeInterval=1ms",
                     # Points arrive stamped in the past (a replayed scenario): no result
                     # cache, and no delay before a point is searchable.
@@ -298,7 +298,7 @@ async def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> int:
                 30,
                 f"VictoriaMetrics on {vm_url}, data in {vm_data}",
             )
-            reader = VictoriaMetricsReader(vm_url, lookback=span + timedelta(days=8))
+            reader = VictoriaMetricsReader(vm_url, lookback=span + timedelta(days=400))
         else:
             vm_url = ""
             out.say(f"  points go to line-protocol files in {lines_dir}")

@@ -39,7 +39,6 @@ READING_MEASUREMENTS = ("pollution", "ambient", "energy", "traffic", "crowd")
 """The measurements of raw readings: one point per reading."""
 
 _SEQ_SELECTOR = '{__name__=~"(' + "|".join(READING_MEASUREMENTS) + ')_seq"}'
-_HOTSPOT_WINDOW = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +61,10 @@ class _Watch:
 
 _WATCHES = {
     "aqi": _Watch("aqi", (("scope", "district"),), timedelta(hours=2)),
+    "stations": _Watch("aqi", (("scope", "station"),), timedelta(hours=2)),
     "scenic": _Watch("scenic", (), timedelta(hours=1)),
-    "traffic": _Watch("traffic_index", (("scope", "segment"),), timedelta(minutes=10)),
-    "hotspots": _Watch("hotspot", (("kind", "energy"),), _HOTSPOT_WINDOW),
+    "traffic": _Watch("traffic_index", (("scope", "segment"),), timedelta(hours=1)),
+    "hotspots": _Watch("hotspot", (("kind", "energy"),), timedelta(hours=1)),
 }
 
 
@@ -76,11 +76,14 @@ class Snapshot:
         readings: raw readings landed so far.
         sim_time: the newest reading's event time, or None before the first.
         aqi: the latest district AQI point of each district (fields ``aqi``,
-            ``level``, ``iaqi_<pollutant>``).
+            ``level``, ``stations``).
+        stations: the latest AQI point of each station (``aqi``, ``level``,
+            ``iaqi_<pollutant>``): the primary pollutant of a district is its worst
+            station's.
         scenic: the latest point of each scenic area (``occupancy``,
             ``occupancy_pct``, ``tier``, ``daily_visitors``...).
         traffic: the latest congestion point of each road segment and direction in
-            the last ten minutes of event time (``tpi``, ``grade``, ``speed_kmh``...).
+            the last hour of event time (``tpi``, ``grade``, ``speed_kmh``...).
         hotspots: the newest energy hotspot ranking of each district (``rank``,
             ``value``, ``score``...).
         alert_points: alert transitions (firing and resolved) landed so far.
@@ -89,6 +92,7 @@ class Snapshot:
     readings: int = 0
     sim_time: datetime | None = None
     aqi: tuple[Point, ...] = ()
+    stations: tuple[Point, ...] = ()
     scenic: tuple[Point, ...] = ()
     traffic: tuple[Point, ...] = ()
     hotspots: tuple[Point, ...] = ()
@@ -183,8 +187,9 @@ class Landed:
         return Snapshot(
             readings=self.readings,
             sim_time=datetime.fromtimestamp(now / 1000, UTC),
-            aqi=tuple(self.latest["aqi"].values()),
-            scenic=tuple(self.latest["scenic"].values()),
+            aqi=tuple(recent("aqi")),
+            stations=tuple(recent("stations")),
+            scenic=tuple(recent("scenic")),
             traffic=tuple(recent("traffic")),
             hotspots=tuple(hotspots),
             alert_points=self.alert_points,

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -123,6 +124,7 @@ class AqiRow:
     category: str
     colour: str
     primary: str
+    station: str
     at: datetime | None
 
 
@@ -226,30 +228,41 @@ def _number(fields: Mapping[str, FieldValue], key: str, default: float = 0.0) ->
     return float(value) if isinstance(value, int | float) else default
 
 
-def _aqi_row(point: Point, names: Names) -> AqiRow | None:
+def _primary(station: Point | None) -> str:
+    """The primary pollutants of a station's AQI: those with the highest IAQI above 50."""
+    if station is None:
+        return "-"
+    iaqi = {
+        k.removeprefix("iaqi_"): _number(station.fields, k)
+        for k in sorted(station.fields)
+        if k.startswith("iaqi_")
+    }
+    top = max(iaqi.values(), default=0.0)
+    return ", ".join(_POLLUTANTS.get(k, k) for k, v in iaqi.items() if v == top and v > 50) or "-"
+
+
+def _aqi_row(point: Point, stations: Sequence[Point], names: Names) -> AqiRow | None:
     aqi = int(_number(point.fields, "aqi", -1))
     try:
         level = aqi_level(aqi)
     except AqiInputError:
         return None
-    primary = point.fields.get("primary")
-    if not isinstance(primary, str) or not primary:
-        iaqi = {
-            k.removeprefix("iaqi_"): _number(point.fields, k)
-            for k in point.fields
-            if k.startswith("iaqi_")
-        }
-        top = max(iaqi.values(), default=0.0)
-        primary = ",".join(k for k, v in iaqi.items() if v == top and v > 50)
-    label = ", ".join(_POLLUTANTS.get(p, p) for p in primary.split(",") if p) or "-"
     district = point.tags.get("district", "?")
+    # A district's AQI is its worst station's, of the same hour.
+    worst = max(
+        (p for p in stations if p.tags.get("district") == district and p.ts_ms == point.ts_ms),
+        key=lambda p: (_number(p.fields, "aqi"), p.tags.get("site", "")),
+        default=None,
+    )
+    site = worst.tags.get("site", "") if worst else ""
     return AqiRow(
         district=names.districts.get(district, district),
         aqi=aqi,
         level=level.number,
         category=f"{level.name_en} {level.name}",
         colour=level.colour_hex,
-        primary=label,
+        primary=_primary(worst),
+        station=names.sites.get(site, site) or "-",
         at=None if point.ts_ms is None else datetime.fromtimestamp(point.ts_ms / 1000, UTC),
     )
 
@@ -332,7 +345,7 @@ def build_view(
     and rank; the alerts newest first.
     """
     aqi = sorted(
-        (row for p in snapshot.aqi if (row := _aqi_row(p, names)) is not None),
+        (row for p in snapshot.aqi if (row := _aqi_row(p, snapshot.stations, names)) is not None),
         key=lambda r: r.district,
     )
     scenic = sorted((_scenic_row(p, names) for p in snapshot.scenic), key=lambda r: r.area)
@@ -420,9 +433,22 @@ def _swatch(text: str, colour: str) -> Text:
 
 
 def _table(title: str, *columns: str) -> Table:
-    table = Table(title=title, title_justify="left", expand=True, pad_edge=False)
+    table = Table(
+        title=title,
+        title_justify="left",
+        title_style="bold",
+        box=box.SIMPLE_HEAD,
+        expand=True,
+        pad_edge=False,
+    )
     for column in columns:
         table.add_column(column)
+    return table
+
+
+def _empty(table: Table, text: str) -> Table:
+    if table.row_count == 0:
+        table.add_row(Text(text, style="dim"), *[""] * (len(table.columns) - 1))
     return table
 
 
@@ -439,9 +465,17 @@ def render_rich(
         f"{view.firing} alerts firing, {view.notified} notified   {elapsed_s:,.0f} s",
         style="bold",
     )
-    aqi = _table("Air quality (hourly AQI, HJ 633)", "district", "AQI", "level", "primary")
+    aqi = _table(
+        "Air quality (hourly AQI, HJ 633)", "district", "AQI", "level", "primary", "worst station"
+    )
     for r in view.aqi:
-        aqi.add_row(r.district, str(r.aqi), _swatch(f"{r.level} {r.category}", r.colour), r.primary)
+        aqi.add_row(
+            r.district,
+            str(r.aqi),
+            _swatch(f"{r.level} {r.category}", r.colour),
+            r.primary,
+            r.station,
+        )
     scenic = _table("Scenic areas", "area", "inside / capacity", "%", "tier", "today")
     for s in view.scenic:
         scenic.add_row(
@@ -451,7 +485,7 @@ def render_rich(
             _swatch(s.tier_word, s.colour),
             f"{s.daily_visitors:,}",
         )
-    traffic = _table("Congestion (worst first, GB/T 33171)", "segment", "dir", "TPI", "grade")
+    traffic = _table("Congestion, worst first (GB/T 33171)", "segment", "dir", "TPI", "grade")
     for t in view.traffic:
         traffic.add_row(
             t.segment, t.direction, f"{t.tpi:.1f}", _swatch(f"{t.grade} {t.grade_word}", t.colour)
@@ -468,4 +502,13 @@ def render_rich(
             a.rule,
             a.summary,
         )
-    return Group(top, aqi, scenic, traffic, hot, alerts)
+    _empty(aqi, "no hourly AQI yet")
+    _empty(scenic, "no gate counts yet")
+    _empty(traffic, "no congestion index yet")
+    _empty(hot, "no building stands out")
+    _empty(alerts, "none received yet")
+    grid = Table.grid(expand=True, padding=(0, 2))
+    grid.add_column(ratio=1)
+    grid.add_column(ratio=1)
+    grid.add_row(Group(aqi, scenic), Group(traffic, hot))
+    return Group(top, grid, alerts)
