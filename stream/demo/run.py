@@ -214,8 +214,9 @@ async def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> int:
     last: DemoView | None = None
     out.say(
         f"urbansense demo: {scenario.file.name} ({len(scenario.registry.sensors)} sensors,"
-        f" {span / timedelta(hours=1):g} h) at {options.speed:g}x, moved {prepared.shift.days} days to"
-        f" {local_time(scenario.file.start, names.utc_offset_h)}; run folder {run_dir}"
+        f" {span / timedelta(hours=1):g} h) at {options.speed:g}x,"
+        f" moved {prepared.shift.days} days to {local_time(scenario.file.start, names.utc_offset_h)}"
+        f"; run folder {run_dir}"
     )
     out.say(f"  store: {prepared.store.reason}")
 
