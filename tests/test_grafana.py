@@ -312,7 +312,10 @@ def test_the_provisioning_points_grafana_at_the_mounted_boards_and_influxql() ->
     assert ds["uid"] == DATASOURCE_UID
     assert ds["type"] == "influxdb"
     assert ds["jsonData"]["version"] == "InfluxQL"
-    assert ds["jsonData"]["dbName"] == "urbansense"
+    # What the compose stack sets in Grafana's environment.
+    assert ds["url"] == "${INFLUX_URL}"
+    assert ds["jsonData"]["dbName"] == "${INFLUX_DB}"
+    assert ds["secureJsonData"]["httpHeaderValue1"] == "Token ${INFLUX_TOKEN}"
 
 
 def test_every_board_defaults_to_the_provisioned_datasource(boards: dict[str, Board]) -> None:
