@@ -270,7 +270,7 @@ WORKER_PARTS = (
     ("  codec.decode_batch", "telemetry/codec.py", "decode_batch"),
     ("  pipeline.process", "stream/pipeline.py", "process"),
     ("  sink write (write_until_done)", "stream/app/agents.py", "write_until_done"),
-    ("  state: pipeline.snapshot", "stream/pipeline.py", "snapshot"),
+    ("  state: pipeline.snapshots", "stream/pipeline.py", "snapshots"),
     ("  state: table set (changelog)", "faust/tables/table.py", "on_key_set"),
     ("building the app (registry, detectors)", "stream/app/app.py", "build_app"),
     ("waiting in epoll (idle)", "~", "<method 'poll' of 'select.epoll' objects>"),
@@ -455,15 +455,14 @@ def stage_pipeline(
     stages: Stages, registry: Registry, envelopes: list[Batch], batch: int
 ) -> tuple[float, str]:
     """Readings/s of the pipeline in batches of ``batch`` envelopes, as the agent runs it:
-    :meth:`~stream.pipeline.Pipeline.process`, then a snapshot of every key the batch
+    :meth:`~stream.pipeline.Pipeline.process`, then the snapshots of every key the batch
     touched (the agent stores them in its table); and the same under cProfile."""
 
     def run() -> Pipeline:
         pipeline = Pipeline(registry, precision=Precision.MS)
         for start in range(0, len(envelopes), batch):
             out = pipeline.process(envelopes[start : start + batch])
-            for key in out.touched:
-                pipeline.snapshot(key)
+            pipeline.snapshots(out.touched)
         return pipeline
 
     began = time.perf_counter()

@@ -18,6 +18,7 @@ True
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
@@ -38,6 +39,9 @@ __all__ = [
 ]
 
 _VERSION: Final = 1
+_LANE: Final = struct.Struct("<3d")  # vehicle count, mean speed, occupancy (NaN: none)
+_METER: Final = struct.Struct(f"<Bqd{2 * HOURS_OF_WEEK}d")
+# has a register time, its epoch us, kWh; the baseline's means, then its hours seen
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -121,8 +125,8 @@ class LaneWindows:
             packer.i64(end).u16(len(lanes))
             for lane in lanes:
                 occupancy = math.nan if lane.occupancy_pct is None else lane.occupancy_pct
-                packer.text(lane.sensor_id).f64(lane.vehicle_count).f64(lane.mean_speed_kmh)
-                packer.f64(occupancy)
+                packer.text(lane.sensor_id)
+                packer.record(_LANE, lane.vehicle_count, lane.mean_speed_kmh, occupancy)
         return packer.result()
 
     @classmethod
@@ -138,12 +142,8 @@ class LaneWindows:
                 raise ValueError(msg)
             lanes: list[LaneObservation] = []
             for _ in range(reader.u16()):
-                sensor, count, speed, occupancy = (
-                    reader.text(),
-                    reader.f64(),
-                    reader.f64(),
-                    reader.f64(),
-                )
+                sensor = reader.text()
+                count, speed, occupancy = reader.record(_LANE)
                 lanes.append(
                     LaneObservation(
                         count, speed, None if math.isnan(occupancy) else occupancy, sensor
@@ -186,10 +186,14 @@ class BuildingEnergy:
         for meter in sorted(self.meters):
             state = self.meters[meter]
             ts = state.register.ts
-            packer.text(meter).u8(ts is not None).i64(0 if ts is None else epoch_us(ts))
-            packer.f64(state.register.kwh)
-            for value in (*state.baseline.mean_kw, *state.baseline.seen_h):
-                packer.f64(value)
+            packer.text(meter).record(
+                _METER,
+                ts is not None,
+                0 if ts is None else epoch_us(ts),
+                state.register.kwh,
+                *state.baseline.mean_kw,
+                *state.baseline.seen_h,
+            )
         return packer.result()
 
     @classmethod
@@ -200,9 +204,9 @@ class BuildingEnergy:
         state = cls()
         for _ in range(reader.u16()):
             meter = reader.text()
-            has_ts, ts_us, kwh = reader.u8(), reader.i64(), reader.f64()
-            means = tuple(reader.f64() for _ in range(HOURS_OF_WEEK))
-            seen = tuple(reader.f64() for _ in range(HOURS_OF_WEEK))
+            has_ts, ts_us, kwh, *baseline = reader.record(_METER)
+            means = tuple(baseline[:HOURS_OF_WEEK])
+            seen = tuple(baseline[HOURS_OF_WEEK:])
             register = RegisterState(_from_us(ts_us) if has_ts else None, kwh)
             state.meters[meter] = MeterState(register, PowerBaseline(means, seen))
         reader.end()

@@ -95,7 +95,7 @@ from stream.schema import (
     sensor_tags,
 )
 from stream.sinks.lineprotocol import LineEncoder, LinePoint, Precision
-from telemetry import CATALOGUE, Alert, Batch, GatewayStatus, Reading
+from telemetry import CATALOGUE, Alert, Batch, GatewayStatus, Kind, Reading
 from telemetry.registry import Registry
 
 __all__ = ["Pipeline", "PipelineOutput", "PipelineStats", "Rejected"]
@@ -241,30 +241,44 @@ class Pipeline:
         return [*self._kinds, *sorted(self._city.all_keys()), *rules]
 
     def snapshot(self, key: str) -> bytes:
-        """One key's whole state, as bytes.
+        """One key's whole state, as bytes: :meth:`snapshots` of that key alone."""
+        return self.snapshots([key])[key]
+
+    def snapshots(self, keys: Iterable[str]) -> dict[str, bytes]:
+        """Each key's whole state, as bytes: what a step stores of the keys it touched.
 
         A sensor's (``key`` a sensor id): its last seq, the watermark, each metric's
         detectors and last value (its neighbours' consensus needs it). A cross-sensor
         key's (``site/...`` and the others of :mod:`stream.cityindex`): the watermark
-        and the key's state. A key never touched has an empty state.
+        and the key's state. A key never touched has an empty state. The sensors of a
+        kind are snapshotted together, one pass over each detector's arrays.
 
         Raises:
             KeyError: neither a registry sensor nor a cross-sensor key of the registry.
         """
-        if self.rules is not None and key.startswith(_RULES):
-            return self.rules.snapshot(key)
         watermark = math.nan if self.watermark is None else self.watermark.timestamp()
-        if self._city.is_key(key):
-            return _WATERMARK.pack(watermark) + self._city.snapshot(key)
-        sensor_id = key
-        kind = self._kinds[sensor_id]
-        parts = [_HEADER.pack(_STATE_VERSION, self._last_seq.get(sensor_id, -1), watermark)]
-        for metric in CATALOGUE[kind]:
-            state = self._scorer.combiner(kind, metric).snapshot(sensor_id)
-            latest = self._scorer.latest.get((metric, sensor_id), math.nan)
-            parts.append(_METRIC.pack(latest, len(state)))
-            parts.append(state)
-        return b"".join(parts)
+        states: dict[str, bytes] = {}
+        sensors: dict[Kind, list[str]] = {}
+        for key in keys:
+            if self.rules is not None and key.startswith(_RULES):
+                states[key] = self.rules.snapshot(key)
+            elif self._city.is_key(key):
+                states[key] = _WATERMARK.pack(watermark) + self._city.snapshot(key)
+            else:
+                sensors.setdefault(self._kinds[key], []).append(key)
+        last_seq = self._last_seq.get
+        latest = self._scorer.latest.get
+        for kind, ids in sensors.items():
+            parts = [
+                [_HEADER.pack(_STATE_VERSION, last_seq(sensor, -1), watermark)] for sensor in ids
+            ]
+            for metric in CATALOGUE[kind]:
+                detectors = self._scorer.combiner(kind, metric).snapshots(ids)
+                for sensor, own, state in zip(ids, parts, detectors, strict=True):
+                    own.append(_METRIC.pack(latest((metric, sensor), math.nan), len(state)))
+                    own.append(state)
+            states.update(zip(ids, map(b"".join, parts), strict=True))
+        return states
 
     def restore(self, key: str, data: bytes) -> None:
         """Put back a key's state that :meth:`snapshot` returned.

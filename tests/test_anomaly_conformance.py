@@ -457,6 +457,9 @@ def test_combiner_state_round_trip_and_calibrated_scores() -> None:
     second = run(combiner, rest, "a")
     np.testing.assert_array_equal(run(other, rest, "b"), second)
     assert other.snapshot("b") == combiner.snapshot("a")
+    # Many series at once, in any order, as a step stores its touched sensors.
+    assert other.snapshots(["x", "b"]) == [other.snapshot("x"), combiner.snapshot("a")]
+    assert other.snapshots([]) == []
     scores = np.concatenate([first, second])
     assert (np.isfinite(scores) & (scores >= 0) & (scores <= 1)).all()
     for wrong in (data + b"\0", data[:-1]):

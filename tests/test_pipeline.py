@@ -450,6 +450,9 @@ def test_a_snapshot_restores_to_an_equal_state() -> None:
         assert b.snapshot(sensor) == a.snapshot(sensor)
     # A sensor never seen has a state too, with no last seq.
     assert split(a.snapshot("aq-drum-tower-pollution"))[:2] == (1, -1)
+    # All keys at once (what a step stores) give what each gives alone.
+    keys = [*LAKESIDE, *a.state_keys()[-3:], "aq-drum-tower-pollution"]
+    assert a.snapshots(keys) == {key: a.snapshot(key) for key in keys}
 
 
 def _wrong_version(good: bytes) -> bytes:

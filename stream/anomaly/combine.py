@@ -145,12 +145,23 @@ class Combiner:
 
     def snapshot(self, key: Hashable = None) -> bytes:
         """One series' state of every detector, as bytes."""
-        if self._shared:  # one row for all
-            row = self.detectors[0].row_of(key)
-            for d in (*self.detectors[1:], self._hold):
+        return self.snapshots([key])[0]
+
+    def snapshots(self, keys: Sequence[Hashable]) -> list[bytes]:
+        """What :meth:`snapshot` gives for each of ``keys``, in one pass over the arrays."""
+        parts = []
+        shared = self.detectors[0].rows_of(keys) if self._shared else None
+        for d in (*self.detectors, self._hold):
+            if shared is None:
+                rows = d.rows_of(keys)
+            else:
+                rows = shared
                 d.fit()
-            return b"".join([d.snapshot_row(row) for d in (*self.detectors, self._hold)])
-        return b"".join([d.snapshot(key) for d in (*self.detectors, self._hold)])
+            parts.append(d.snapshot_rows(rows))
+        table = np.concatenate(parts, axis=1)
+        size = table.shape[1]
+        blob = table.tobytes()
+        return [blob[i : i + size] for i in range(0, len(blob), size)]
 
     def restore(self, data: bytes, key: Hashable = None) -> None:
         """Put back what :meth:`snapshot` returned."""

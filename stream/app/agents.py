@@ -174,12 +174,12 @@ def define_agents(
             ]
             await asyncio.gather(*sent)  # the alerts are in Kafka before the state moves on
             written = set()
-            for key in out.touched:
+            for key, state in pipeline.snapshots(out.touched).items():
                 partition = partition_of.get(pipeline.district_of(key))
                 if partition is None:  # never: every key is routed with its readings
                     log.error("no partition for a state key; not stored", key=key)
                     continue
-                tables.state.put(key.encode(), pipeline.snapshot(key), partition=partition)
+                tables.state.put(key.encode(), state, partition=partition)
                 written.add(partition)
             await tables.state.seal(written)
             log.info(
