@@ -212,11 +212,11 @@ async def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> int:
     started = time.monotonic()
     status = 0
     last: DemoView | None = None
+    starts = local_time(scenario.file.start, names.utc_offset_h)
     out.say(
         f"urbansense demo: {scenario.file.name} ({len(scenario.registry.sensors)} sensors,"
         f" {span / timedelta(hours=1):g} h) at {options.speed:g}x,"
-        f" moved {prepared.shift.days} days to {local_time(scenario.file.start, names.utc_offset_h)}"
-        f"; run folder {run_dir}"
+        f" moved {prepared.shift.days} days to {starts}; run folder {run_dir}"
     )
     out.say(f"  store: {prepared.store.reason}")
 
@@ -455,9 +455,14 @@ async def _watch(
         elapsed = time.monotonic() - began
         with contextlib.suppress(Exception):  # a slow answer: keep the last snapshot
             snapshot = await reader.snapshot()
-        view = build_view(snapshot, names, events, meter.add(time.monotonic(), snapshot.readings))
+        rate = meter.add(time.monotonic(), snapshot.readings)
+        view = build_view(
+            snapshot, names, events, rate, max_rows=5 if out.console.height > 45 else 3
+        )
         if out.live is not None:
-            out.live.update(render_rich(view, names, header, elapsed), refresh=True)
+            out.live.update(
+                render_rich(view, names, header, elapsed, out.console.width), refresh=True
+            )
         elif time.monotonic() >= next_plain:
             next_plain += options.plain_every_s
             out.say(render_plain(view, names, elapsed))

@@ -49,6 +49,7 @@ _TIER_WORDS = {0: "normal", 80: "warning 预警", 90: "restrict 限流", 100: "f
 _GRADE_COLOURS = {1: "#00E400", 2: "#9ACD32", 3: "#FFFF00", 4: "#FF7E00", 5: "#FF0000"}
 _SEVERITY_COLOURS = {"critical": "#FF0000", "warning": "#FF7E00", "info": "#00BFFF"}
 _RESOLVED_COLOUR = "#00E400"
+_TWO_COLUMNS = 150
 _DARK = frozenset({"#99004C", "#7E0023", "#FF0000"})
 _POLLUTANTS = {
     "pm2_5": "PM2.5",
@@ -259,7 +260,7 @@ def _aqi_row(point: Point, stations: Sequence[Point], names: Names) -> AqiRow | 
         district=names.districts.get(district, district),
         aqi=aqi,
         level=level.number,
-        category=f"{level.name_en} {level.name}",
+        category=level.name_en,
         colour=level.colour_hex,
         primary=_primary(worst),
         station=names.sites.get(site, site) or "-",
@@ -438,11 +439,14 @@ def _table(title: str, *columns: str) -> Table:
         title_justify="left",
         title_style="bold",
         box=box.SIMPLE_HEAD,
+        show_edge=False,
         expand=True,
         pad_edge=False,
     )
-    for column in columns:
-        table.add_column(column)
+    *first, last = columns
+    for column in first:
+        table.add_column(column, no_wrap=True)
+    table.add_column(last, ratio=1)  # the room left goes to the last column
     return table
 
 
@@ -453,9 +457,12 @@ def _empty(table: Table, text: str) -> Table:
 
 
 def render_rich(
-    view: DemoView, names: Names, header: Iterable[str], elapsed_s: float
+    view: DemoView, names: Names, header: Iterable[str], elapsed_s: float, width: int = 160
 ) -> RenderableType:
-    """The view as rich tables, for a ``Live`` display."""
+    """The view as rich tables, for a ``Live`` display ``width`` columns wide.
+
+    From 150 columns the tables stand in two columns, else one under another.
+    """
     top = Text()
     for line in header:
         top.append(f"{line}\n", style="dim")
@@ -507,6 +514,8 @@ def render_rich(
     _empty(traffic, "no congestion index yet")
     _empty(hot, "no building stands out")
     _empty(alerts, "none received yet")
+    if width < _TWO_COLUMNS:
+        return Group(top, aqi, scenic, traffic, hot, alerts)
     grid = Table.grid(expand=True, padding=(0, 2))
     grid.add_column(ratio=1)
     grid.add_column(ratio=1)
