@@ -310,7 +310,7 @@ def test_the_rich_view_draws_every_table() -> None:
     for expected in (
         "urbansense demo: header",
         "336 readings/s landed",
-        "Heavily Polluted 重度污染",
+        "5 Heavily Polluted",
         "Library station",
         "18,000 / 20,000",
         "restrict 限流",
