@@ -301,6 +301,18 @@ def test_each_minutes_pm25_is_the_pipelines_1_minute_mean(loaded: Loaded) -> Non
         assert math.isclose(got[key], float(value), rel_tol=1e-12), key
 
 
+def test_a_districts_pm25_is_the_mean_of_its_stations(loaded: Loaded) -> None:
+    series = run(loaded, query_of(loaded, "air-quality.json", "pm2_5 by district (µg/m³)"))
+    got = {(s.tags["district"], row["time"]): row["mean"] for s in series for row in s.rows}
+    stations: defaultdict[tuple[str, int], list[float]] = defaultdict(list)
+    for p in loaded.of("agg_1m", scope="sensor", kind="pollution", metric="pm2_5"):
+        stations[p.tags["district"], p.ts].append(float(p.fields["mean"]))
+    assert got.keys() == stations.keys()
+    for key, means in stations.items():
+        assert math.isclose(got[key], sum(means) / len(means), rel_tol=1e-12), key
+    assert max(len(m) for m in stations.values()) == 3  # lakeside's three stations
+
+
 def test_scenic_occupancy_and_visitors_are_the_pipelines(loaded: Loaded) -> None:
     occupancy = run(loaded, query_of(loaded, "city-overview.json", "Scenic occupancy"))
     last: dict[str, Parsed] = {}

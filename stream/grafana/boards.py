@@ -588,6 +588,25 @@ def _air_quality(spec: BoardSpec, settings: BoardSettings) -> db.Dashboard:
                 span=8,
             )
         )
+    board = board.with_row(db.Row("Districts"))
+    for name in ("pm2_5", "pm10"):
+        metric = CATALOGUE[Kind.POLLUTION][name]
+        board = board.with_panel(
+            _series(
+                f"{metric.name} by district ({metric.unit})",
+                f"The mean of each district's stations' 1-minute means of {metric.name}.",
+                'SELECT mean("mean") FROM "agg_1m" WHERE '
+                + where(
+                    "\"scope\" = 'sensor'",
+                    "\"kind\" = 'pollution'",
+                    f"\"metric\" = '{metric.name}'",
+                    DISTRICT,
+                )
+                + ' GROUP BY time($__interval), "district" fill(none)',
+                "$tag_district",
+                "conμgm3",
+            )
+        )
     board = board.with_row(db.Row("Hotspots"))
     return board.with_panel(
         _series(
