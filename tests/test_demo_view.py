@@ -304,7 +304,7 @@ def test_the_rich_view_draws_every_table() -> None:
     assert "Congestion" not in aqi_line  # one column: the tables one under another
     console = Console(file=io.StringIO(), width=160, record=True, color_system="truecolor")
     console.print(render_rich(view, NAMES, ["urbansense demo: header"], 42, width=160))
-    text = console.export_text()
+    text = console.export_text(clear=False)
     [aqi_line] = [line for line in text.splitlines() if line.startswith("Air quality")]
     assert "Congestion" in aqi_line  # two columns: side by side
     for expected in (
