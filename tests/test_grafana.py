@@ -345,6 +345,21 @@ def test_generate_writes_the_boards_and_check_finds_a_hand_edit(
     assert "traffic.json: differs" in capsys.readouterr().err
 
 
+def test_generate_places_a_citys_own_registry_on_its_maps(tmp_path: Path) -> None:
+    text = (ROOT / "telemetry" / "examples" / "registry.yaml").read_text(encoding="utf-8")
+    moved = text.replace("lat: 30.2598, lon: 120.1628}", "lat: 31.5, lon: 121.25}", 1)
+    assert moved != text
+    registry = tmp_path / "city.yaml"
+    registry.write_text(moved, encoding="utf-8")
+    out = tmp_path / "boards"
+    assert main(["grafana", "generate", "--out", str(out), "--registry", str(registry)]) == 0
+    board = json.loads((out / "city-overview.json").read_text(encoding="utf-8"))
+    [stations] = [p for p in panels(board) if p["title"] == "Air-quality stations by AQI"]
+    [pier] = [t["query"] for t in stations["targets"] if "'st-aq-pier'" in t["query"]]
+    assert '31.5 AS "lat"' in pier
+    assert '121.25 AS "lon"' in pier
+
+
 def test_generate_reports_a_broken_registry(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -227,6 +227,14 @@ def test_a_user_and_password_go_as_basic_authentication(
     assert len(grafana.dashboards) == len(BOARDS)
 
 
+def test_the_token_may_come_from_the_environment(
+    grafana: StandInGrafana, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRAFANA_TOKEN", TOKEN)
+    assert main(["grafana", "push", "--url", grafana.url]) == 0
+    assert {r.authorization for r in grafana.requests} == {f"Bearer {TOKEN}"}
+
+
 def test_a_wrong_token_is_refused_and_nothing_is_stored(
     grafana: StandInGrafana, capsys: pytest.CaptureFixture[str]
 ) -> None:
