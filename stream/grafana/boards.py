@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from grafana_foundation_sdk.builders import bargauge, geomap, stat, statetimeline, table, timeseries
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as db
-from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import geomap as gm
@@ -56,8 +55,6 @@ from telemetry import CATALOGUE, Kind
 from telemetry.registry import Registry
 
 __all__ = ["BOARDS", "BoardSettings", "BoardSpec"]
-
-Panel = cogbuilder.Builder[dm.Panel]
 
 
 @dataclass(frozen=True, slots=True)
