@@ -37,6 +37,8 @@ RUN groupadd --system --gid 10001 urbansense \
  && useradd --system --uid 10001 --gid urbansense --home-dir /var/lib/urbansense \
         --create-home --shell /usr/sbin/nologin urbansense
 COPY --from=build /opt/urbansense /opt/urbansense
+# Names each bridge replica's MQTT session after the replica (see the script).
+COPY deploy/bridge/instance_name.py /usr/local/lib/urbansense/instance_name.py
 ENV PATH=/opt/urbansense/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

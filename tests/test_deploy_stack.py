@@ -190,13 +190,15 @@ def test_the_bridges_command_is_valid_and_each_instance_has_its_own_session(
     assert (shell, flag) == ("sh", "-c")
     # The resolved file escapes `$` as `$$`; the shell then sees $(hostname).
     words = shlex.split(script.replace("$$", "$"))
-    # What the shell makes of it in a container whose host name is its id.
-    words = [w.replace("$(hostname)", "3f2a9c1d7b4e") for w in words]
+    # What the shell makes of it in the second replica.
+    name_script = "$(python /usr/local/lib/urbansense/instance_name.py)"
+    assert any(name_script in w for w in words)
+    words = [w.replace(name_script, "deploy-bridge-2") for w in words]
     assert words[:3] == ["exec", "urbansense", "bridge"]
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     args = parser.parse_args(words[3:])
-    assert args.client_id == "urbansense-bridge-3f2a9c1d7b4e"
+    assert args.client_id == "urbansense-bridge-deploy-bridge-2"
     config = config_from_args(args, environ=bridge["environment"])
     assert config.share_group == "urbansense-bridge"
     assert config.mqtt.url.startswith("mqtts://mosquitto:8883")
@@ -250,8 +252,15 @@ def test_the_dockerfile_copies_every_package_and_the_context_leaves_secrets_out(
     for package in packages:
         assert f"COPY {package} {package}" in dockerfile, package
     assert "'.[stream]'" in dockerfile
+    assert (
+        "COPY deploy/bridge/instance_name.py /usr/local/lib/urbansense/instance_name.py"
+        in dockerfile
+    )
     ignore = (REPO_ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
-    assert ignore[ignore.index("*") + 1 :].count("!deploy/") == 0  # nothing of deploy/ goes in
+    assert "*" in ignore  # everything is left out unless listed
+    # Of deploy/, only the bridge's naming script goes in: never secrets/ or .env.
+    rules = [line for line in ignore if line and not line.startswith("#")]
+    assert [line for line in rules if "deploy" in line] == ["!deploy/bridge/instance_name.py"]
     assert {f"!{p}/" for p in packages} <= set(ignore)
 
 
