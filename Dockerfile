@@ -7,8 +7,10 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ------------------------------------------------------------------- build stage
-# Install the project with its `stream` extra into a virtual environment, which the
-# runtime stage copies whole: no compiler, pip cache or source tree reaches it.
+# Install the project with its `edge` and `stream` extras into a virtual environment,
+# which the runtime stage copies whole: no compiler, pip cache or source tree reaches
+# it. `edge` too, because the bridge and the workers log through edge_agents.logs
+# (structlog), which the `stream` extra alone does not bring.
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/urbansense
@@ -17,14 +19,14 @@ WORKDIR /src
 # not reinstall them: a stub package stands in for the code in this layer.
 COPY pyproject.toml README.md ./
 RUN mkdir -p telemetry && touch telemetry/__init__.py \
- && /opt/urbansense/bin/pip install '.[stream]' \
+ && /opt/urbansense/bin/pip install '.[edge,stream]' \
  && /opt/urbansense/bin/pip uninstall -y urbansense
 COPY telemetry telemetry
 COPY edge_agents edge_agents
 COPY simulators simulators
 COPY rules rules
 COPY stream stream
-RUN /opt/urbansense/bin/pip install --no-deps '.[stream]' \
+RUN /opt/urbansense/bin/pip install --no-deps . \
  && /opt/urbansense/bin/python -m compileall -q /opt/urbansense/lib
 
 # ----------------------------------------------------------------- runtime stage

@@ -251,7 +251,7 @@ def test_the_dockerfile_copies_every_package_and_the_context_leaves_secrets_out(
     ]
     for package in packages:
         assert f"COPY {package} {package}" in dockerfile, package
-    assert "'.[stream]'" in dockerfile
+    assert "'.[edge,stream]'" in dockerfile  # the bridge and workers log with structlog
     assert (
         "COPY deploy/bridge/instance_name.py /usr/local/lib/urbansense/instance_name.py"
         in dockerfile
