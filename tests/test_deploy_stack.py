@@ -167,6 +167,15 @@ def test_grafana_mounts_the_provisioning_and_the_dashboards(stack: dict[str, Any
     assert mounts["/etc/grafana/provisioning"] == str(DEPLOY / "grafana" / "provisioning")
     assert mounts["/var/lib/grafana/dashboards"] == str(DEPLOY / "grafana" / "dashboards")
     assert grafana["environment"]["INFLUX_TOKEN"] == SECRETS["INFLUX_TOKEN"]
+    # Every variable the provisioning files name is set in Grafana's environment.
+    provisioning = DEPLOY / "grafana" / "provisioning"
+    for path in sorted(provisioning.rglob("*.y*ml")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        settings = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+        for name in re.findall(r"\$\{(\w+)\}", settings):
+            assert name in grafana["environment"], (path.name, name)
+    providers = (provisioning / "dashboards" / "urbansense.yaml").read_text(encoding="utf-8")
+    assert "path: /var/lib/grafana/dashboards" in providers
     assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == SECRETS["GRAFANA_ADMIN_PASSWORD"]
 
 
