@@ -16,6 +16,7 @@ import pwd
 import queue
 import re
 import ssl
+import stat
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -296,3 +297,71 @@ def test_a_gateway_cannot_command_another_nor_raise_alerts(broker: Broker, conne
     connect("urbansense-stream").publish("urbansense/v1/gw-b/commands", b"real")
     assert other.next_message() == ("urbansense/v1/gw-b/commands", b"real")
     assert other.messages.empty()
+
+
+def test_make_certs_keeps_its_ca_and_certificate_unless_asked_and_needs_a_name(
+    tmp_path: Path,
+) -> None:
+    openssl = require_binary("openssl", "openssl")
+    env = {**os.environ, "BROKER_UID": str(os.getuid())}
+
+    def make(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["sh", str(MAKE_CERTS), "-d", str(tmp_path / "tls"), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    refused = make()
+    assert refused.returncode == 2
+    assert "give at least one NAME" in refused.stderr
+    assert make("mqtt.city.example", "203.0.113.10").returncode == 0
+    files = {p.name: p.read_bytes() for p in (tmp_path / "tls").iterdir()}
+    assert stat.S_IMODE((tmp_path / "tls").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "tls" / "ca.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "tls" / "broker.key").stat().st_mode) == 0o600
+    san = subprocess.run(
+        [
+            openssl,
+            "x509",
+            "-noout",
+            "-ext",
+            "subjectAltName",
+            "-in",
+            str(tmp_path / "tls" / "broker.crt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    for name in (
+        "DNS:mqtt.city.example",
+        "IP Address:203.0.113.10",
+        "DNS:mosquitto",
+        "DNS:localhost",
+    ):
+        assert name in san
+
+    assert make("other.example").returncode == 0  # kept: nothing changes
+    assert {p.name: p.read_bytes() for p in (tmp_path / "tls").iterdir()} == files
+    assert make("-f", "other.example").returncode == 0  # renewed under the same CA
+    assert (tmp_path / "tls" / "ca.crt").read_bytes() == files["ca.crt"]
+    assert (tmp_path / "tls" / "broker.crt").read_bytes() != files["broker.crt"]
+    verify = subprocess.run(
+        [
+            openssl,
+            "verify",
+            "-CAfile",
+            str(tmp_path / "tls" / "ca.crt"),
+            str(tmp_path / "tls" / "broker.crt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert verify.returncode == 0, verify.stderr
