@@ -1,5 +1,8 @@
 # urbansense — the two set-up commands (see README):
-#   make demo   run the main job on an embedded default
+#   make demo   run the main job on an embedded default: the whole pipeline on this machine
+#               with a simulated city and a live view; Ctrl-C stops it. Options go in
+#               DEMO_ARGS, e.g. make demo DEMO_ARGS="--speed 1440 --duration 300"
+#               (python -m stream.demo --help lists them).
 #   make test   install what the tests need, then lint, type-check and run the whole suite
 # Both work on a fresh Debian machine as root.
 
@@ -12,8 +15,10 @@ STAMP  := $(VENV)/.installed
 
 test: venv lint typecheck pytest
 
+DEMO_ARGS ?=
+
 demo: venv
-	$(BIN)/python -m stream.demo
+	$(BIN)/python -m stream.demo $(DEMO_ARGS)
 
 system-packages:
 	sh scripts/install-system-packages.sh
