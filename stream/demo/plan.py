@@ -22,6 +22,7 @@ __all__ = [
     "amqtt_config",
     "choose_mqtt",
     "choose_store",
+    "lateness_s",
     "mosquitto_config",
     "routing_config",
     "scenario_shift",
@@ -183,6 +184,22 @@ def shift_scenario(document: Mapping[str, Any], by: timedelta, base: Path) -> di
     return out
 
 
+def lateness_s(speed: float, jitter_s: float = 10.0, floor_s: float = 600.0) -> float:
+    """How late (event time) a reading may be and still count, at a simulation speed.
+
+    The stream's watermark is the newest event time less this bound; a reading behind
+    it is written but updates no state. At N times real time, the few seconds by
+    which one gateway's envelopes may trail another's (batching on the gateway, the
+    bridge, the worker's fetches) are N times as much event time, so the bound grows
+    with the speed: ``jitter_s`` wall seconds of it, and never below the production
+    default. Windows close that much later in event time, a few seconds on the wall.
+
+    >>> lateness_s(1), lateness_s(720)
+    (600.0, 7200.0)
+    """
+    return max(floor_s, jitter_s * speed)
+
+
 def mosquitto_config(port: int, data_dir: Path, user: str) -> str:
     """A Mosquitto configuration for the demo: one loopback listener, no persistence.
 
@@ -255,6 +272,7 @@ def worker_environment(
     partitions: int,
     registry: str = "example",
     utc_offset_h: float = 8.0,
+    lateness_s: float = 600.0,
 ) -> dict[str, str]:
     """The ``URBANSENSE_*`` settings of the demo's worker (the default rule set on).
 
@@ -275,6 +293,7 @@ def worker_environment(
         "URBANSENSE_LINES_DIR": str(lines_dir),
         "URBANSENSE_REGISTRY": registry,
         "URBANSENSE_UTC_OFFSET_H": f"{utc_offset_h:g}",
+        "URBANSENSE_LATENESS_S": f"{lateness_s:g}",
     }
     if store is Store.VICTORIA_METRICS:
         env["URBANSENSE_INFLUX_URL"] = influx_url

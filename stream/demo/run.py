@@ -39,6 +39,7 @@ from stream.demo.plan import (
     amqtt_config,
     choose_mqtt,
     choose_store,
+    lateness_s,
     mosquitto_config,
     routing_config,
     scenario_shift,
@@ -159,6 +160,12 @@ def prepare(options: DemoOptions, now: datetime) -> _Prepared:
     return _Prepared(run_dir, load_scenario(path), path, shift, mqtt, store)
 
 
+def _on_signal(signum: int, stop: asyncio.Event, seen: list[str]) -> None:
+    """SIGINT or SIGTERM: note it and ask every part to stop."""
+    seen.append(signal.Signals(signum).name)
+    stop.set()
+
+
 class _Output:
     """Where the demo writes: a rich console on a terminal, plain lines otherwise."""
 
@@ -189,9 +196,10 @@ async def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> int:
     logs.mkdir()
     names = Names.of(scenario.registry, scenario.file.tz_offset_h)
     stop = asyncio.Event()
+    signals: list[str] = []
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, _on_signal, signum, stop, signals)
     children = Children(run_dir / "children.json")
     mqtt_port, kafka_port, vm_port, hook_port = _free_ports(4)
     secret = secrets.token_hex(16)
@@ -352,6 +360,7 @@ async def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> int:
                     )
                 ),
                 utc_offset_h=scenario.file.tz_offset_h,
+                lateness_s=lateness_s(options.speed),
             )
         )
         worker_log = logs / "worker.log"
@@ -419,7 +428,8 @@ async def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> int:
         if out.live is not None:
             out.live.stop()
             out.live = None
-        out.say("urbansense demo: stopping every process it started ...")
+        why = f"{signals[0]} received; " if signals else ""
+        out.say(f"urbansense demo: {why}stopping every process it started ...")
         await children.stop_all(lambda line: out.say(f"  {line}"))
         await receiver.stop()
         if reader is not None:
