@@ -217,6 +217,7 @@ async def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> int:
     lines_dir = run_dir / "lines"
     reader: VictoriaMetricsReader | LineFilesReader | None = None
     span = scenario.file.duration
+    slack = timedelta(seconds=lateness_s(options.speed))
     started = time.monotonic()
     status = 0
     last: DemoView | None = None
@@ -307,11 +308,11 @@ async def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> int:
                 30,
                 f"VictoriaMetrics on {vm_url}, data in {vm_data}",
             )
-            reader = VictoriaMetricsReader(vm_url, lookback=span + timedelta(days=400))
+            reader = VictoriaMetricsReader(vm_url, lookback=span + timedelta(days=400), slack=slack)
         else:
             vm_url = ""
             out.say(f"  points go to line-protocol files in {lines_dir}")
-            reader = LineFilesReader(lines_dir)
+            reader = LineFilesReader(lines_dir, slack)
         # ---- webhook receiver
         await receiver.start()
         out.say(f"  ready: webhook receiver on {receiver.url}")

@@ -111,6 +111,10 @@ def _ms(when: datetime) -> int:
 class Landed:
     """Points in, a :class:`Snapshot` out: counts readings, keeps the latest of each series.
 
+    ``slack`` widens every window: the stream closes a window only once event time
+    is past its end by the lateness bound, so indices trail the newest reading by
+    that much.
+
     >>> landed = Landed()
     >>> landed.add(Point("pollution", {"sensor": "a"}, {"pm2_5": 30.0, "seq": 1}, 3_600_000))
     >>> landed.add(Point("aqi", {"scope": "district", "district": "d"}, {"aqi": 80}, 3_600_000))
@@ -123,6 +127,7 @@ class Landed:
     newest_ms: int | None = None
     alert_points: int = 0
     bad_lines: int = 0
+    slack: timedelta = timedelta(0)
     latest: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], Point]] = field(
         default_factory=lambda: {name: {} for name in _WATCHES}
     )
@@ -174,7 +179,7 @@ class Landed:
         now = self.newest_ms
 
         def recent(name: str) -> list[Point]:
-            since = now - _WATCHES[name].window / timedelta(milliseconds=1)
+            since = now - (_WATCHES[name].window + self.slack) / timedelta(milliseconds=1)
             return [p for p in self.latest[name].values() if (p.ts_ms or 0) > since]
 
         newest_ranking: dict[str, int] = {}
@@ -242,11 +247,20 @@ class VictoriaMetricsReader:
     Args:
         url: the server's base URL.
         lookback: how far back the totals count (the scenario's span and more).
+        slack: how much every window of :class:`Landed` is widened.
         timeout_s: the longest wait for one answer.
     """
 
-    def __init__(self, url: str, *, lookback: timedelta, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        lookback: timedelta,
+        slack: timedelta = timedelta(0),
+        timeout_s: float = 5.0,
+    ) -> None:
         self.url = url.rstrip("/")
+        self._slack = slack
         self._lookback = f"{max(1, int(lookback.total_seconds()))}s"
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
@@ -285,12 +299,12 @@ class VictoriaMetricsReader:
         total = await self._scalar(f"sum(count_over_time({_SEQ_SELECTOR}[{self._lookback}]))")
         newest = await self._scalar(f"max(tlast_over_time({_SEQ_SELECTOR}[{self._lookback}]))")
         alerts = await self._scalar(f"sum(count_over_time(alert_firing[{self._lookback}]))")
-        landed = Landed(alert_points=int(alerts or 0))
+        landed = Landed(alert_points=int(alerts or 0), slack=self._slack)
         if newest is None:
             return landed.snapshot()
         newest_ms = int(newest * 1000)
         for watch in _WATCHES.values():
-            start = newest_ms - int(watch.window / timedelta(milliseconds=1))
+            start = newest_ms - int((watch.window + self._slack) / timedelta(milliseconds=1))
             text = await self._get(
                 "/api/v1/export",
                 {"match[]": watch.selector(), "start": str(start / 1000), "end": str(newest + 1)},
@@ -307,11 +321,12 @@ class LineFilesReader:
 
     Args:
         directory: the worker's ``URBANSENSE_LINES_DIR``.
+        slack: how much every window of :class:`Landed` is widened.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, slack: timedelta = timedelta(0)) -> None:
         self.tail = LineTail(directory)
-        self._landed = Landed()
+        self._landed = Landed(slack=slack)
 
     async def close(self) -> None:
         """Nothing to release; here so both readers close alike."""
