@@ -475,7 +475,7 @@ class RuleEngine:
         self._gateway_site: dict[str, str] = {}
         if registry is not None:
             self._learn_registry(registry)
-        self._seeded = False
+        self._seeded: set[str | None] = set()  # districts seeded; None: all of them
 
     # ------------------------------------------------------------ registry
     def _learn_registry(self, registry: Registry) -> None:
@@ -754,24 +754,38 @@ class RuleEngine:
             state.since = ts
             state.started = None
 
-    def check_absence(self, now: datetime) -> list[Alert]:
+    def check_absence(self, now: datetime | Mapping[str, datetime]) -> list[Alert]:
         """Fire absence rules and resolve what time alone resolves, at event time ``now``.
 
-        Call it with the watermark every few seconds or minutes of event time. An
-        absence rule fires for a subject whose last sample is more than its ``for``
-        before ``now``; with a registry, an expected sensor or gateway never seen is
-        counted from the first call. A firing alert resolves once its clear condition
-        has held ``keep_firing_for`` by ``now``, and a pending or firing alert of a
-        rule with ``stale_after`` resolves when its subject has sent nothing for that
-        long.
+        Call it with the watermark every few seconds or minutes of event time: one
+        time for every subject, or each district's own (a mapping), when districts
+        keep their own event time; then the subjects of districts not in it are left
+        alone. An absence rule fires for a subject whose last sample is more than its
+        ``for`` before ``now``; with a registry, an expected sensor or gateway never
+        seen is counted from the first call that names its district. A firing alert
+        resolves once its clear condition has held ``keep_firing_for`` by ``now``,
+        and a pending or firing alert of a rule with ``stale_after`` resolves when its
+        subject has sent nothing for that long.
         """
-        t = now.timestamp()
+        if isinstance(now, datetime):
+            t_all = now.timestamp()
+            if None not in self._seeded:
+                self._seeded.add(None)
+                self._seed(t_all)
+            marks = None
+        else:
+            t_all = math.nan
+            marks = {district: at.timestamp() for district, at in now.items()}
+            for district, t in marks.items():
+                if district not in self._seeded and None not in self._seeded:
+                    self._seeded.add(district)
+                    self._seed(t, district)
         alerts: list[Alert] = []
-        if not self._seeded:
-            self._seeded = True
-            self._seed(t)
         for state in self._absent.values():
             if state.phase == _FIRING or state.since is None:
+                continue
+            t = t_all if marks is None else marks.get(state.district or "", math.nan)
+            if math.isnan(t):
                 continue
             assert state.rule.rule.absence is not None  # noqa: S101
             limit = state.rule.rule.absence.for_.total_seconds()
@@ -792,6 +806,9 @@ class RuleEngine:
                 alerts.append(self._alert(state, AlertState.FIRING, None))
         for state in list(self._timed.values()):
             rule = state.rule
+            t = t_all if marks is None else marks.get(state.district or "", math.nan)
+            if math.isnan(t):
+                continue
             if state.clear_since is not None and t - state.clear_since >= rule.keep_s:
                 self._resolve(state, state.clear_since, alerts)
             elif rule.stale_s is not None and t - state.last_ts >= rule.stale_s:
@@ -803,12 +820,12 @@ class RuleEngine:
                     self._untime(state)
         return alerts
 
-    def _seed(self, t: float) -> None:
-        """Absence states for the registry's sensors and gateways, last seen ``t``."""
+    def _seed(self, t: float, district: str | None = None) -> None:
+        """Absence states for the registry's sensors and gateways (of ``district``), seen ``t``."""
         registry = self.registry
         if registry is None:
             return
-        site_district = {s.id: s.district for s in registry.sites}
+        site_district = {s.id: s.district for s in registry.sites if district in (None, s.district)}
         for compiled in self._rules:
             per = compiled.absence_per
             if per not in (SubjectLabel.SENSOR, SubjectLabel.GATEWAY):
@@ -816,7 +833,7 @@ class RuleEngine:
             select = compiled.rule.select
             if per is SubjectLabel.SENSOR:
                 for s in registry.sensors:
-                    if select.kind not in (None, s.kind.value):
+                    if select.kind not in (None, s.kind.value) or s.site not in site_district:
                         continue
                     self._seed_one(
                         compiled,
@@ -836,6 +853,8 @@ class RuleEngine:
                 if select.kind not in (None, "gateway"):
                     continue
                 for g in registry.gateways:
+                    if g.site not in site_district:
+                        continue
                     self._seed_one(
                         compiled,
                         (None, g.id, g.site, None, None, None, site_district[g.site]),
@@ -1011,6 +1030,8 @@ class RuleEngine:
 
     def drop_districts(self, districts: Iterable[str]) -> None:
         """Forget the states of some districts: another worker took them over."""
+        districts = set(districts)
+        self._seeded -= districts  # seeded again from its stored states if it comes back
         gone = {d or _NO_DISTRICT for d in districts}
         for key in [k for k in self._by_key if self.district_of(k) in gone]:
             state = self._by_key.pop(key)

@@ -187,16 +187,24 @@ class AggregateStep:
         state.add(reading)
         return site
 
-    def due(self, watermark: datetime) -> set[int]:
-        """Window ends the watermark has passed, at any site."""
-        return {end for state in self.states.values() for end in state.due(watermark)}
+    def due(self, watermark: datetime, sites: Iterable[str]) -> set[int]:
+        """Window ends the watermark has passed, at any of these sites."""
+        states = self.states
+        return {
+            end
+            for site in sites
+            if (state := states.get(site)) is not None
+            for end in state.due(watermark)
+        }
 
-    def close(self, end: int) -> list[tuple[str, Closed]]:
-        """Close every site's windows ending at ``end``: (site, closed) by site id."""
+    def close(self, end: int, sites: Iterable[str]) -> list[tuple[str, Closed]]:
+        """Close these sites' windows ending at ``end``: (site, closed), in the sites' order."""
+        states = self.states
         return [
             (site, closed)
-            for site in sorted(self.states)
-            for closed in self.states[site].close(end)
+            for site in sites
+            if (state := states.get(site)) is not None
+            for closed in state.close(end)
         ]
 
     def lines(self, closed: Iterable[tuple[str, Closed]]) -> list[str]:
@@ -288,7 +296,6 @@ class TrafficStep:
                 direction = None if s.direction is None else str(s.direction)
                 self.lane_of[s.id] = (segment_key(s.segment, direction), s.segment, direction)
         self.states: dict[str, LaneWindows] = {}
-        self._order = sorted({key for key, _, _ in self.lane_of.values()})
         self._key_of = {key: (seg, d) for key, seg, d in self.lane_of.values()}
 
     def add(self, reading: Reading) -> str | None:
@@ -307,17 +314,24 @@ class TrafficStep:
         state.open.setdefault(window_end(reading.ts, MINUTE), []).append(observation)
         return key
 
-    def due(self, watermark: datetime) -> set[int]:
-        """Window ends the watermark has passed."""
+    def due(self, watermark: datetime, keys: Iterable[str]) -> set[int]:
+        """Window ends the watermark has passed, of these segment directions' keys."""
         mark = epoch_us(watermark)
-        return {end for s in self.states.values() for end in s.open if end * 1_000_000 < mark}
+        states = self.states
+        return {
+            end
+            for key in keys
+            if (state := states.get(key)) is not None
+            for end in state.open
+            if end * 1_000_000 < mark
+        }
 
-    def close(self, end: int, touched: set[str]) -> list[LinePoint]:
-        """Rate the minute ending at ``end``: every segment direction with lanes in it."""
+    def close(self, end: int, touched: set[str], keys: Iterable[str]) -> list[LinePoint]:
+        """Rate the minute ending at ``end``: each of these keys with lanes in it, in order."""
         at = _end_time(end)
         points: list[LinePoint] = []
         by_district: dict[str, list[SegmentIndex]] = defaultdict(list)
-        for key in self._order:
+        for key in keys:
             state = self.states.get(key)
             lanes = None if state is None else state.open.pop(end, None)
             if lanes is None:
@@ -578,6 +592,24 @@ class CityIndices:
         for key, district in district_of.items():
             groups[district].append(key)
         self._groups = {d: tuple(sorted(keys)) for d, keys in groups.items()}
+        # A key's home: the district of the first sensor (by id) that feeds it, where its
+        # readings are routed; the district's watermark closes its windows.
+        sensor_district = {s.id: site_district[s.site] for s in registry.sensors}
+        home: dict[str, str] = {}
+        for sensor_id in sorted(self._keys):
+            for key in self._keys[sensor_id]:
+                home.setdefault(key, sensor_district[sensor_id])
+        self._home = {key: home.get(key, district) for key, district in district_of.items()}
+        sites: dict[str, list[str]] = defaultdict(list)
+        segments: dict[str, list[str]] = defaultdict(list)
+        for key in sorted(self._home):
+            kind, _, name = key.partition("/")
+            if kind == "site":
+                sites[self._home[key]].append(name)
+            elif kind == "segment":
+                segments[self._home[key]].append(key)
+        self._sites_at = {d: tuple(names) for d, names in sites.items()}
+        self._segments_at = {d: tuple(keys) for d, keys in segments.items()}
 
     # ------------------------------------------------------------ keys
 
@@ -588,6 +620,15 @@ class CityIndices:
     def district_of_key(self, key: str) -> str:
         """The district a cross-sensor key belongs to; KeyError for an unknown key."""
         return self._district_of_key[key]
+
+    def home_of_key(self, key: str) -> str:
+        """The district whose readings feed a cross-sensor key first (by sensor id).
+
+        Its readings are routed there, and that district's watermark closes the key's
+        windows; it is the key's own district unless a segment or building lies across
+        a district line. KeyError for an unknown key.
+        """
+        return self._home[key]
 
     def all_keys(self) -> tuple[str, ...]:
         """Every cross-sensor key of the registry."""
@@ -687,21 +728,28 @@ class CityIndices:
         return points
 
     def close(
-        self, watermark: datetime | None, touched: set[str], lines: list[str]
+        self, watermarks: Mapping[str, datetime], touched: set[str], lines: list[str]
     ) -> list[LinePoint]:
-        """Close every window the watermark has passed, oldest end first.
+        """Close every window its district's watermark has passed: per district, oldest end first.
 
-        The aggregates' lines are appended to ``lines`` (built directly, being many);
-        the indices' points are returned.
+        ``watermarks`` is per district (:meth:`home_of_key`): each district's event time
+        is its own, so a district read ahead of another never makes the other's
+        readings late. The aggregates' lines are appended to ``lines`` (built
+        directly, being many); the indices' points are returned.
         """
-        if watermark is None:
-            return []
         points: list[LinePoint] = []
-        for end in sorted(self.aggregates.due(watermark) | self.traffic.due(watermark)):
-            closed = self.aggregates.close(end)
-            touched.update(f"site/{site}" for site, _ in closed)
-            lines += self.aggregates.lines(closed)
-            points += self.air.points(end, closed)
-            points += self.traffic.close(end, touched)
-            points += self.hotspots.points(end, closed, self.aggregates.states)
+        states = self.aggregates.states
+        for district in sorted(watermarks):
+            mark = watermarks[district]
+            sites = self._sites_at.get(district, ())
+            segments = self._segments_at.get(district, ())
+            ends = self.aggregates.due(mark, sites) | self.traffic.due(mark, segments)
+            for end in sorted(ends):
+                closed = self.aggregates.close(end, sites)
+                touched.update(f"site/{site}" for site, _ in closed)
+                lines += self.aggregates.lines(closed)
+                points += self.air.points(end, closed)
+                points += self.traffic.close(end, touched, segments)
+                mine = {site: states[site] for site in sites if site in states}
+                points += self.hotspots.points(end, closed, mine)
         return points

@@ -10,30 +10,34 @@ table and lets its offsets be committed. What happens to each reading, in order:
 2. **Dedupe**: each sensor's last sequence number is state; a reading whose ``seq``
    is not above it is a resend (the gateway's store-and-forward, or a replay after a
    worker crash) and is dropped, counted.
-3. **Event time**: the watermark is the newest event time seen less the allowed
-   lateness. A reading older than the watermark is written as a raw reading but
-   does not touch any state (detectors, windows, indices), and is counted as late.
+3. **Event time**, per district: a district's watermark is the newest event time
+   of its readings less the allowed lateness. A reading older than its district's
+   watermark is written as a raw reading but does not touch any state (detectors,
+   windows, indices), and is counted as late. Each district keeps its own, as it
+   keeps its own state, so a worker that reads one district's partition ahead of
+   another's (draining a backlog) never finds the other's readings late; a district
+   silent for ``idle_after`` (by the worker's clock) follows the newest watermark,
+   so that its last windows close.
 4. **Anomalies**: the on-time readings are scored by the detectors of their kind
    (:class:`~stream.anomaly.ReadingScorer`), in one batched call.
 5. **City indices** (:class:`~stream.cityindex.CityIndices`): a gate reading moves
    its scenic area's occupancy, a meter reading gives the energy consumed; every
    on-time reading is added to its sensor's and site's 1-minute and 1-hour windows,
    a traffic reading also to its segment's lane window.
-6. **Closed windows**: once the watermark has passed a window's end (so every
-   reading within the lateness bound is in it), the window closes, oldest first:
-   aggregates, hourly AQI per station and district, congestion per segment and
-   district, and every five minutes the districts' hotspots.
+6. **Closed windows**: once its district's watermark has passed a window's end (so
+   every reading within the lateness bound is in it), the window closes, oldest
+   first: aggregates, hourly AQI per station and district, congestion per segment
+   and district, and every five minutes the districts' hotspots.
 7. **Points**: all of it as line protocol (:mod:`stream.schema`).
 
 State
 -----
 State is kept per key, each one bytes value: :meth:`Pipeline.snapshot` and
-:meth:`Pipeline.restore`. A sensor's own state (last seq, the watermark, each
-metric's detector state and last value) is under the sensor's id. State that spans
-sensors is under keys of its own -- ``site/<id>``, ``segment/<id>/<direction>``,
-``area/<id>``, ``building/<id>`` (see :mod:`stream.cityindex`) -- each with the
-watermark it was written at. :attr:`PipelineOutput.touched` lists every key a batch
-changed.
+:meth:`Pipeline.restore`. A sensor's own state (last seq, its district's watermark,
+each metric's detector state and last value) is under the sensor's id. State that
+spans sensors is under keys of its own -- ``site/<id>``, ``segment/<id>/<direction>``,
+``area/<id>``, ``building/<id>`` (see :mod:`stream.cityindex`) -- each with its
+district's watermark. :attr:`PipelineOutput.touched` lists every key a batch changed.
 
 A pipeline given a ``load`` function asks it for a key's stored state the first time
 the key is needed, so a worker that takes over a partition continues where the last
@@ -182,8 +186,11 @@ class Pipeline:
     Args:
         registry: the site registry: which sensors exist, and where.
         anomaly: the detector profiles.
-        lateness: how far behind the newest event time a reading may be and still
-            update state (and so how long a window stays open after its end).
+        lateness: how far behind its district's newest event time a reading may be and
+            still update state (and so how long a window stays open after its end).
+        idle_after: how long (by the ``now`` given to :meth:`process`) a district may
+            send nothing before its watermark follows the newest district's, so that
+            its last windows close.
         load: returns a key's stored state (what :meth:`snapshot` gave), or None.
         precision: the timestamp precision of the lines.
         indices: how the city indices are computed.
@@ -198,6 +205,7 @@ class Pipeline:
         anomaly: AnomalyConfig = DEFAULT_CONFIG,
         *,
         lateness: timedelta = timedelta(minutes=10),
+        idle_after: timedelta = timedelta(minutes=1),
         load: Callable[[str], bytes | None] | None = None,
         precision: Precision = Precision.MS,
         indices: IndexConfig | None = None,
@@ -206,8 +214,10 @@ class Pipeline:
     ) -> None:
         self.registry = registry
         self.lateness = lateness
+        self.idle_after = idle_after
         self.stats = PipelineStats()
-        self.watermark: datetime | None = None
+        self._marks: dict[str, datetime] = {}  # per district: its watermark
+        self._heard: dict[str, float] = {}  # per district with readings here: when last (s)
         self._load = load
         self._kinds = {s.id: s.kind for s in registry.sensors}
         self._tags: dict[str, SensorTags] = sensor_tags(registry)
@@ -225,12 +235,7 @@ class Pipeline:
         self._scan = scan
         self._rules_loaded: set[str] = set()
         self._absence_checked: datetime | None = None
-        self._key_district: dict[str, str] = {}
         self._gateway_districts: dict[str, set[str]] = {}
-        for sensor in sorted(self._kinds):
-            district = self._tags[sensor].district
-            for key in self._city.keys_of(sensor):
-                self._key_district.setdefault(key, district)
         for s in registry.sensors:
             self._gateway_districts.setdefault(s.gateway, set()).add(self._tags[s.id].district)
 
@@ -256,21 +261,27 @@ class Pipeline:
         Raises:
             KeyError: neither a registry sensor nor a cross-sensor key of the registry.
         """
-        watermark = math.nan if self.watermark is None else self.watermark.timestamp()
         states: dict[str, bytes] = {}
         sensors: dict[Kind, list[str]] = {}
         for key in keys:
             if self.rules is not None and key.startswith(_RULES):
                 states[key] = self.rules.snapshot(key)
             elif self._city.is_key(key):
-                states[key] = _WATERMARK.pack(watermark) + self._city.snapshot(key)
+                mark = self._mark_s(self._city.home_of_key(key))
+                states[key] = _WATERMARK.pack(mark) + self._city.snapshot(key)
             else:
                 sensors.setdefault(self._kinds[key], []).append(key)
         last_seq = self._last_seq.get
         latest = self._scorer.latest.get
+        tags = self._tags
         for kind, ids in sensors.items():
             parts = [
-                [_HEADER.pack(_STATE_VERSION, last_seq(sensor, -1), watermark)] for sensor in ids
+                [
+                    _HEADER.pack(
+                        _STATE_VERSION, last_seq(sensor, -1), self._mark_s(tags[sensor].district)
+                    )
+                ]
+                for sensor in ids
             ]
             for metric in CATALOGUE[kind]:
                 detectors = self._scorer.combiner(kind, metric).snapshots(ids)
@@ -331,25 +342,66 @@ class Pipeline:
                 self._scorer.latest[metric, sensor_id] = latest
         if last_seq >= 0:
             self._last_seq[sensor_id] = last_seq
-        self._advance(watermark)
+        self._advance(watermark, self._tags[sensor_id].district)
 
     def _restore_shared(self, key: str, data: bytes) -> None:
         """Restore a cross-sensor key: the watermark it was written at, then its state."""
-        self._city.district_of_key(key)  # KeyError for a key the registry does not have
+        district = self._city.home_of_key(key)  # KeyError for a key the registry lacks
         try:
             (watermark,) = _WATERMARK.unpack_from(data, 0)
             self._city.restore(key, data[_WATERMARK.size :])
         except (struct.error, ValueError) as exc:
             msg = f"key {key!r}: cannot restore its state: {exc}"
             raise ValueError(msg) from None
-        self._advance(watermark)
+        self._advance(watermark, district)
 
-    def _advance(self, watermark: float) -> None:
-        """Move the watermark forward to a stored one (epoch seconds; NaN: none)."""
+    # ------------------------------------------------------------ event time
+    @property
+    def watermark(self) -> datetime | None:
+        """The newest district's watermark (see :meth:`watermark_of`); None before any."""
+        return max(self._marks.values(), default=None)
+
+    def watermark_of(self, district: str) -> datetime | None:
+        """A district's watermark: its newest event time less the lateness.
+
+        Each district keeps its own event time, as its state does: a worker draining a
+        backlog reads its partitions at different paces, and one district read ahead
+        must not make another's readings late.
+        """
+        return self._marks.get(district)
+
+    def _mark_s(self, district: str) -> float:
+        """A district's watermark in epoch seconds, NaN if none, as states store it."""
+        mark = self._marks.get(district)
+        return math.nan if mark is None else mark.timestamp()
+
+    def _advance(self, watermark: float, district: str) -> None:
+        """Move a district's watermark forward to a stored one (epoch seconds; NaN: none)."""
         if not math.isnan(watermark):
             stored = datetime.fromtimestamp(watermark, UTC)
-            if self.watermark is None or stored > self.watermark:
-                self.watermark = stored
+            mark = self._marks.get(district)
+            if mark is None or stored > mark:
+                self._marks[district] = stored
+
+    def _late(self, ts: datetime, district: str) -> bool:
+        """Whether ``ts`` is behind its district's watermark; advances the watermark."""
+        newest = ts - self.lateness
+        mark = self._marks.get(district)
+        if mark is None or newest > mark:
+            self._marks[district] = newest
+            return False
+        return ts < mark
+
+    def _follow_idle(self, now: float) -> None:
+        """Districts silent for ``idle_after`` take the newest district's watermark."""
+        newest = max((self._marks[d] for d in self._heard if d in self._marks), default=None)
+        if newest is None:
+            return
+        limit = now - self.idle_after.total_seconds()
+        for district, heard in self._heard.items():
+            mark = self._marks.get(district)
+            if heard < limit and (mark is None or mark < newest):
+                self._marks[district] = newest
 
     def district_of(self, key: str) -> str:
         """The district a state key is kept with: its readings' route (:meth:`route`).
@@ -364,7 +416,7 @@ class Pipeline:
         if key.startswith(_RULES):
             return RuleEngine.district_of(key)
         if self._city.is_key(key):
-            return self._key_district.get(key) or self._city.district_of_key(key)
+            return self._city.home_of_key(key)
         return self._tags[key].district
 
     def route(self, envelope: Batch) -> dict[str, Batch]:
@@ -414,6 +466,9 @@ class Pipeline:
                 self._last_seq.pop(sensor, None)
         self._loaded_districts -= gone
         self._rules_loaded -= gone
+        for district in gone:
+            self._marks.pop(district, None)
+            self._heard.pop(district, None)
         if self.rules is not None:
             self.rules.drop_districts(gone)
         for key in self._city.all_keys():
@@ -464,10 +519,17 @@ class Pipeline:
                 self.restore(key, data)
 
     # ------------------------------------------------------------ processing
-    def process(self, envelopes: Iterable[Batch]) -> PipelineOutput:
-        """Dedupe, order by event time, score, index, aggregate and encode a batch."""
+    def process(self, envelopes: Iterable[Batch], now: float | None = None) -> PipelineOutput:
+        """Dedupe, order by event time, score, index, aggregate and encode a batch.
+
+        ``now`` (epoch seconds, the worker's clock) is when the batch arrived: with
+        it, a district that has sent nothing for ``idle_after`` follows the newest
+        district's watermark. Without it (replays, tests), event time alone decides.
+        """
         out = PipelineOutput()
-        fresh = self._accept(envelopes, out)
+        fresh = self._accept(envelopes, out, now)
+        if now is not None:
+            self._follow_idle(now)
         # fresh: [(reading, on time?)] -- registry sensors, new seqs, in arrival order
         on_time = [reading for reading, in_time in fresh if in_time]
         scores = self._scorer.score_flat(on_time)
@@ -475,7 +537,7 @@ class Pipeline:
         points = self._city.add(on_time, out.touched)
         # points: scenic per gate reading, energy_use per meter reading; windows fed
         aggregates: list[str] = []
-        closed = self._city.close(self.watermark, out.touched, aggregates)
+        closed = self._city.close(self._marks, out.touched, aggregates)
         # aggregates: agg_1m and agg_1h lines of the windows the watermark passed;
         # closed: aqi, traffic_index and hotspot points of the same windows
         precision = self._encoder.precision
@@ -496,13 +558,16 @@ class Pipeline:
         return out
 
     def _accept(
-        self, envelopes: Iterable[Batch], out: PipelineOutput
+        self, envelopes: Iterable[Batch], out: PipelineOutput, now: float | None
     ) -> list[tuple[Reading, bool]]:
         """The fresh readings of the envelopes, each with whether it is on time.
 
-        Refused readings go to ``out.rejected``; a fresh reading's sensor is touched.
+        Refused readings go to ``out.rejected``; a fresh reading's sensor is touched,
+        and its district heard from at ``now``.
         """
         fresh: list[tuple[Reading, bool]] = []
+        tags = self._tags
+        heard = self._heard
         for envelope in envelopes:
             self.stats.envelopes += 1
             for reading in envelope.readings:
@@ -517,7 +582,12 @@ class Pipeline:
                     continue
                 self._last_seq[sensor] = reading.seq
                 out.touched.add(sensor)
-                late = self._late(reading.ts)
+                district = tags[sensor].district
+                if now is not None:
+                    heard[district] = now
+                elif district not in heard:
+                    heard[district] = -math.inf
+                late = self._late(reading.ts, district)
                 self.stats.late += late
                 fresh.append((reading, not late))
         self.stats.rejected += len(out.rejected)
@@ -534,14 +604,6 @@ class Pipeline:
                 f"not {reading.kind}"
             )
         return None
-
-    def _late(self, ts: datetime) -> bool:
-        """Whether ``ts`` is behind the watermark; advances the watermark."""
-        newest = ts - self.lateness
-        if self.watermark is None or newest > self.watermark:
-            self.watermark = newest
-            return False
-        return ts < self.watermark
 
     def _evaluate(
         self,
@@ -587,7 +649,9 @@ class Pipeline:
             self._absence_checked is None or mark - self._absence_checked >= _ABSENCE_EVERY
         ):
             self._absence_checked = mark
-            alerts += rules.check_absence(mark)
+            # Only the districts whose readings come here: another worker watches the rest.
+            marks = {d: self._marks[d] for d in self._heard if d in self._marks}
+            alerts += rules.check_absence(marks)
         return alerts
 
     def _anomaly_lines(self, readings: Sequence[Reading], scores: Sequence[FlatScore]) -> list[str]:

@@ -30,7 +30,7 @@ import pytest
 import yaml
 
 from rules.engine import RuleEngine
-from rules.load import parse_rules
+from rules.load import load_default_rules, parse_rules
 from simulators.engine import City, TruthEntry
 from simulators.scenario import parse_scenario
 from stream.aggregate import HOUR, MINUTE, window_end
@@ -186,13 +186,16 @@ def fast_clock() -> list[Batch]:
 
 
 def on_time(readings: Iterable[Reading], lateness: timedelta) -> list[Reading]:
-    """The readings not behind the newest event time seen before them, less the lateness."""
-    newest: datetime | None = None
+    """The readings not behind the newest event time seen before them in their district,
+    less the lateness (each district keeps its own event time)."""
+    newest: dict[str, datetime] = {}
     kept: list[Reading] = []
     for reading in readings:
-        if newest is None or reading.ts >= newest - lateness:
+        district = TAGS[reading.sensor_id].district
+        seen = newest.get(district)
+        if seen is None or reading.ts >= seen - lateness:
             kept.append(reading)
-        newest = reading.ts if newest is None else max(newest, reading.ts)
+        newest[district] = reading.ts if seen is None else max(seen, reading.ts)
     return kept
 
 
@@ -340,6 +343,65 @@ def test_a_reading_exactly_at_the_watermark_is_on_time() -> None:
     out = pipeline.process([envelope(pm(NORTH_BANK, 0, 10))])
     assert [parse_line(line).measurement for line in out.lines] == ["pollution", "anomaly"]
     assert pipeline.stats.late == 0
+
+
+DRUM_TOWER = "aq-drum-tower-pollution"  # old-town; the lakeside stations are elsewhere
+
+
+def agg_1m_ends(lines: Iterable[str], sensor: str) -> list[int]:
+    """The ends (ms) of a sensor's closed one-minute windows among the lines."""
+    return [
+        p.ts
+        for p in map(parse_line, lines)
+        if p.measurement == "agg_1m" and p.tags.get("sensor") == sensor
+    ]
+
+
+def test_each_district_keeps_its_own_event_time() -> None:
+    """A worker draining a backlog reads one district ahead of another: neither is late."""
+    pipeline = Pipeline(REGISTRY, lateness=LATENESS)
+    ahead = pipeline.process([envelope(pm(PIER, i, i)) for i in range(60)])  # lakeside: 1 h
+    assert pipeline.watermark_of("lakeside") == START + timedelta(minutes=49)
+    assert pipeline.watermark_of("old-town") is None
+    assert agg_1m_ends(ahead.lines, PIER)  # lakeside's own minutes close
+
+    behind = pipeline.process([envelope(pm(DRUM_TOWER, i, i)) for i in range(15)])
+
+    assert pipeline.stats.late == 0  # old-town's first quarter hour is on time
+    assert pipeline.watermark_of("old-town") == START + timedelta(minutes=4)
+    assert pipeline.watermark == START + timedelta(minutes=49)  # the newest district's
+    # Old-town's windows close by its own time: the minutes ending before its watermark.
+    assert agg_1m_ends(behind.lines, DRUM_TOWER) == [
+        ms(START + timedelta(minutes=m)) for m in range(4)
+    ]
+    assert agg_1m_ends(behind.lines, PIER) == []
+
+
+def test_a_silent_district_follows_the_newest_watermark_so_its_windows_close() -> None:
+    pipeline = Pipeline(REGISTRY, lateness=LATENESS, idle_after=timedelta(seconds=60))
+    pipeline.process([envelope(pm(DRUM_TOWER, 0, 0.5))], now=1000.0)  # then it falls silent
+    pipeline.process([envelope(pm(PIER, i, i)) for i in range(20)], now=1030.0)
+    assert pipeline.watermark_of("old-town") == START - timedelta(minutes=9.5)  # not idle yet
+
+    out = pipeline.process([envelope(pm(PIER, 20, 20))], now=1061.0)  # 61 s of silence
+
+    assert pipeline.watermark_of("old-town") == START + timedelta(minutes=10)
+    assert agg_1m_ends(out.lines, DRUM_TOWER) == [ms(START + timedelta(minutes=1))]
+    # Without a clock (a replay), event time alone decides: old-town stays put.
+    replay = Pipeline(REGISTRY, lateness=LATENESS, idle_after=timedelta(seconds=60))
+    replay.process([envelope(pm(DRUM_TOWER, 0, 0.5))])
+    replay.process([envelope(pm(PIER, i, i)) for i in range(21)])
+    assert replay.watermark_of("old-town") == START - timedelta(minutes=9.5)
+
+
+def test_a_district_keeps_its_watermark_in_its_state_and_gets_it_back() -> None:
+    first = Pipeline(REGISTRY, lateness=LATENESS)
+    first.process([envelope(pm(PIER, i, i)) for i in range(30)])
+    first.process([envelope(pm(DRUM_TOWER, 0, 5))])
+    second = Pipeline(REGISTRY, lateness=LATENESS, load=stored(first).get)
+    second.process([envelope(pm(DRUM_TOWER, 1, 6))])  # old-town only: its keys are loaded
+    assert second.watermark_of("old-town") == START - timedelta(minutes=4)
+    assert second.watermark_of("lakeside") is None  # not loaded: not its readings
 
 
 # ---------------------------------------------------------------- rejections
@@ -1092,6 +1154,14 @@ def _pm(seq: int, minute: int, value: float) -> Batch:
             ),
         ),
     )
+
+
+def test_a_worker_reports_offline_gateways_only_of_the_districts_it_reads() -> None:
+    """Another worker reads old-town: its gateway is that worker's to watch, not this one's."""
+    pipeline = Pipeline(REGISTRY, rules=RuleEngine(load_default_rules(), REGISTRY))
+    alerts = [a for i in range(20) for a in pipeline.process([envelope(pm(PIER, i, i))]).alerts]
+    offline = {a.subject.gateway_id for a in alerts if a.rule_id == "gateway-offline"}
+    assert offline == {"gw-lakeside-02", "gw-ring-01"}  # silent lakeside gateways, not old-town's
 
 
 def test_rules_fire_once_are_written_and_their_state_moves_with_its_district() -> None:

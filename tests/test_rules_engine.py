@@ -352,6 +352,25 @@ def test_absence_from_the_registry_covers_gateways_never_seen() -> None:
     assert site.name in resolved.annotations["summary"]
 
 
+def test_absence_by_district_watches_only_the_districts_named() -> None:
+    """A worker names the districts whose readings it gets, each at its own event time."""
+    registry = load_example_registry()
+    engine = RuleEngine(rules(ABSENCE), registry)
+    district = {g.id: registry.site(g.site).district for g in registry.gateways}
+    assert engine.check_absence({"lakeside": at(1), "old-town": at(0)}) == []
+    fired = engine.check_absence({"lakeside": at(6.5), "old-town": at(5)})
+    assert {district[a.subject.gateway_id or ""] for a in fired} == {"lakeside"}
+    # A district never named is never seeded: another worker watches it.
+    other = RuleEngine(rules(ABSENCE), registry)
+    other.check_absence({"lakeside": at(1)})
+    assert {
+        district[a.subject.gateway_id or ""] for a in other.check_absence({"lakeside": at(30)})
+    } == {"lakeside"}
+    assert other.check_absence({"lakeside": at(60), "old-town": at(60)}) == []  # seeded now
+    [late] = other.check_absence({"old-town": at(65.5)})
+    assert district[late.subject.gateway_id or ""] == "old-town"
+
+
 # ---------------------------------------------------------------- state
 
 

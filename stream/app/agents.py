@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -161,7 +162,7 @@ def define_agents(
                     partition_of[event.key.decode()] = event.message.partition
             envelopes = [batch async for _, batch in decoded(events, settings.readings_topic)]
             refused = len(events) - len(envelopes)
-            out = pipeline.process(envelopes)
+            out = pipeline.process(envelopes, now=time.time())
             # out.lines: raw readings, anomaly scores, closed windows and indices
             for rejected in out.rejected:
                 await topics.deadletter.send(
