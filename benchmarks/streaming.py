@@ -36,9 +36,10 @@ Parts (``--part``; all by default):
   - the sink: ``benchmarks/sink.py``'s ``encode_and_write`` (200,000 points);
   - the bridge: ``benchmarks/bridge.py``'s ``measure`` (2,000 envelopes of 100
     readings queued in Mosquitto, drained by one bridge process);
-  - the worker: the readings topic filled beforehand (one partition, so that it reads
-    in event-time order), then one worker started and timed from Faust's "Ready" to
-    its last "batch written", every reading checked in VictoriaMetrics. With
+  - the worker: the readings topic filled beforehand (keyed by gateway over its
+    partitions, so that the worker reads them at different paces), then one worker
+    started and timed from Faust's "Ready" to its last "batch written", every reading
+    checked in VictoriaMetrics. With
     ``--profile-worker`` a second worker runs under cProfile (its main thread: the
     agent, the pipeline, the sink; aiokafka's consumer has a thread of its own), and
     where its time went is printed.
@@ -373,7 +374,6 @@ def stream_worker(
     vm_url: str,
     registry: Path,
     profile: Path | None = None,
-    partitions: int = PARTITIONS,
     settings: dict[str, str] | None = None,
 ) -> Iterator[WorkerRun]:
     argv = [sys.executable]
@@ -389,7 +389,7 @@ def stream_worker(
         "URBANSENSE_READINGS_TOPIC": f"{name}.readings",
         "URBANSENSE_STATUS_TOPIC": f"{name}.status",
         "URBANSENSE_DEADLETTER_TOPIC": f"{name}.dead",
-        "URBANSENSE_PARTITIONS": str(partitions),
+        "URBANSENSE_PARTITIONS": str(PARTITIONS),
         "URBANSENSE_INFLUX_URL": vm_url,
         "URBANSENSE_REGISTRY": str(registry),
         "URBANSENSE_DATADIR": str(folder / f"{name}-data"),
@@ -527,22 +527,16 @@ def stage_worker(
             )
             await producer.start()
             try:
-                # One partition, so that the worker reads in event-time order: from four
-                # partitions filled beforehand it would read one far ahead of another, and
-                # find most readings of the others late (a late reading updates no state).
+                # Keyed by gateway over every partition: the worker reads them at
+                # different paces, and each district keeps its own event time.
                 for gateway, payload in payloads:
-                    await producer.send(
-                        f"{name}.readings", key=gateway.encode(), value=payload, partition=0
-                    )
+                    await producer.send(f"{name}.readings", key=gateway.encode(), value=payload)
                 await producer.flush()
             finally:
                 await producer.stop()
 
         asyncio.run(asyncio.wait_for(fill(), PHASE_TIMEOUT_S))
-        # One partition of the by-district topic too: a worker draining a backlog from
-        # several reads them at different paces, and its one watermark would find the
-        # slower ones' readings late.
-        with stream_worker(folder, name, kafka, url, registry, profile_path, 1) as run:
+        with stream_worker(folder, name, kafka, url, registry, profile_path) as run:
             pid = run.process.pid
             cpu_before = cpu_seconds(pid)
 

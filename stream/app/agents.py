@@ -46,8 +46,7 @@ from stream.app.settings import StreamSettings
 from stream.app.tables import Tables
 from stream.app.topics import Topics
 from stream.pipeline import Pipeline, Rejected
-from stream.sinks import SinkError
-from stream.sinks.influx import InfluxSink
+from stream.sinks import Sink, SinkError
 from telemetry import Batch
 from telemetry.codec import Codec, DecodeError
 
@@ -56,7 +55,9 @@ __all__ = ["Agents", "define_agents", "write_until_done"]
 _RETRY_PAUSE_S = 5.0
 
 
-async def write_until_done(sink: InfluxSink, lines: list[str], log: structlog.BoundLogger) -> None:
+async def write_until_done(
+    sink: Sink[list[str]], lines: list[str], log: structlog.BoundLogger
+) -> None:
     """Write lines, waiting and trying again while the database cannot take them.
 
     A retryable failure (the database down, overloaded) holds the agent here, so the
@@ -110,7 +111,7 @@ def define_agents(
     topics: Topics,
     tables: Tables,
     pipeline: Pipeline,
-    sink: InfluxSink,
+    sink: Sink[list[str]],
     routing: RoutingConfig | None = None,
 ) -> Agents:
     """Register the agents on the app (``notify`` only with a routing config)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import cast
 
 import faust
 
@@ -103,9 +102,7 @@ def build_app(settings: StreamSettings) -> StreamApp:
     routing = None if settings.routing is None else load_routing(settings.routing)
     # The agents call only connect, write and close, the contract both sinks keep
     # (stream.sinks.Sink); their annotation names the InfluxDB sink.
-    agents = define_agents(
-        app, settings, topics, tables, pipeline, cast("InfluxSink", sink), routing
-    )
+    agents = define_agents(app, settings, topics, tables, pipeline, sink, routing)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close_sink(app: faust.App, **kwargs: object) -> None:

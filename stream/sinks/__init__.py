@@ -34,6 +34,10 @@ Every sink has three calls, in the manner of telegraf's outputs
     A ``write`` still in progress when ``close`` runs fails with a retryable
     error.
 
+Two sinks keep it: :class:`InfluxSink` (InfluxDB's v1 and v2 write endpoints, and
+what else speaks them) and :class:`LineFileSink` (line-protocol files that ``influx
+write`` loads later, where no database runs).
+
 Every error of the package is a :class:`SinkError`; :class:`LineProtocolError`
 (an unencodable point) and :class:`SinkConfigError` are never retryable.
 
@@ -51,6 +55,7 @@ from __future__ import annotations
 
 from typing import Protocol, TypeVar, runtime_checkable
 
+from stream.sinks.files import LineFileSink
 from stream.sinks.influx import (
     DeadLetter,
     InfluxSink,
@@ -83,6 +88,7 @@ __all__ = [
     "FieldValue",
     "InfluxSink",
     "LineEncoder",
+    "LineFileSink",
     "LinePoint",
     "LineProtocolError",
     "Precision",
