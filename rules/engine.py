@@ -75,7 +75,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 from pydantic import ValidationError
 
@@ -427,6 +427,11 @@ def _floats(value: object, name: str) -> float | None:
 # ---------------------------------------------------------------- the engine
 
 
+def _dormant(state: _State | None) -> bool:
+    """No state, or an inactive one: a value that does not fire leaves it as it is."""
+    return state is None or state.phase == _INACTIVE
+
+
 class RuleEngine:
     """Evaluates a rule set over samples; see the module docstring.
 
@@ -465,6 +470,10 @@ class RuleEngine:
             self._index.setdefault((select.kind, select.metric), []).append(compiled)
         self._candidates: dict[tuple[str, str], tuple[_Compiled, ...]] = {}
         self._states: dict[tuple[int, tuple[str | None, ...]], _State] = {}
+        self._absence_slots: dict[
+            tuple[int, tuple[str | None, ...], str | None],
+            tuple[int, tuple[str | None, ...]] | None,
+        ] = {}
         self._by_key: dict[str, _State] = {}
         self._absent: dict[str, _State] = {}  # absence states by key
         self._timed: dict[str, _State] = {}  # states that time alone may resolve
@@ -569,13 +578,13 @@ class RuleEngine:
         """
         # pass 1: each state's samples, merged per event time to the worst
         pending: dict[tuple[_State, float], tuple[float, Sample]] = {}
+        quiet: list[tuple[_Compiled, Sample, tuple[str | None, ...], str | None, float]] = []
         for sample in samples:
             self.stats.samples += 1
             rules = self._rules_for(sample.kind, sample.metric)
             if not rules:
                 continue
             ids = sample.subject_ids()
-            ts = sample.ts.timestamp()
             district: str | bool | None = False
             for compiled in rules:
                 if not compiled.selects(sample, ids):
@@ -583,17 +592,26 @@ class RuleEngine:
                 self.stats.matched += 1
                 if district is False:
                     district = self._district(ids)
-                state = self._state(compiled, sample, ids, district)  # type: ignore[arg-type]
-                if state is None:
-                    continue
+                where = cast("str | None", district)
                 raw = sample.score if compiled.scored else sample.value
                 assert raw is not None  # noqa: S101 -- selects() checked the score
-                if compiled.absence_per is not None:
-                    raw = ts
-                slot = (state, ts)
-                held = pending.get(slot)
-                if held is None or compiled.worse(raw, held[0]):
-                    pending[slot] = (raw, sample)
+                if (
+                    compiled.window_s is None
+                    and compiled.absence_per is None
+                    and not compiled.fires(raw)
+                    and _dormant(self._existing(compiled, ids, where))
+                ):
+                    # The hot path: a value that does not fire, for a subject neither
+                    # pending nor firing, changes nothing (an inactive state without a
+                    # window is not even stored) -- unless another sample of this batch
+                    # fires for it: it waits for the end of the pass.
+                    quiet.append((compiled, sample, ids, where, raw))
+                    continue
+                self._merge(pending, compiled, sample, ids, where, raw)
+        merged = {state for state, _ in pending}
+        for compiled, sample, ids, where, raw in quiet:
+            if self._existing(compiled, ids, where) in merged:
+                self._merge(pending, compiled, sample, ids, where, raw)
         # pass 2: the state machines, per state in time order
         alerts: list[Alert] = []
         for (state, ts), (raw, sample) in sorted(pending.items(), key=lambda item: item[0][1]):
@@ -603,6 +621,62 @@ class RuleEngine:
                 self._step(state, ts, raw, sample, alerts)
         return alerts
 
+    def _existing(
+        self, compiled: _Compiled, ids: tuple[str | None, ...], district: str | None
+    ) -> _State | None:
+        """A rule's state of a sample's subject, if there is one."""
+        slot = self._slot(compiled, ids, district)
+        return None if slot is None else self._states.get(slot)
+
+    def _merge(
+        self,
+        pending: dict[tuple[_State, float], tuple[float, Sample]],
+        compiled: _Compiled,
+        sample: Sample,
+        ids: tuple[str | None, ...],
+        district: str | None,
+        raw: float,
+    ) -> None:
+        """Add a sample to its state's samples of pass 1, the worst one per event time."""
+        state = self._state(compiled, sample, ids, district)
+        if state is None:
+            return
+        ts = sample.ts.timestamp()
+        if compiled.absence_per is not None:
+            raw = ts
+        slot = (state, ts)
+        held = pending.get(slot)
+        if held is None or compiled.worse(raw, held[0]):
+            pending[slot] = (raw, sample)
+
+    def _slot(
+        self, compiled: _Compiled, ids: tuple[str | None, ...], district: str | None
+    ) -> tuple[int, tuple[str | None, ...]] | None:
+        """Where a rule's state of a sample's subject is kept; None if it has none.
+
+        An absence rule keeps one state per subject of its ``per`` label (a sample
+        without that id has none); the reduction is remembered, since every sample of
+        a sensor asks it again.
+        """
+        if compiled.absence_per is None:
+            if district is not None and ids[6] is None:
+                ids = (*ids[:6], district)
+            return (compiled.index, ids)
+        memo = (compiled.index, ids, district)
+        try:
+            return self._absence_slots[memo]
+        except KeyError:
+            pass
+        slot: tuple[int, tuple[str | None, ...]] | None = None
+        if ids[SUBJECT_LABELS.index(compiled.absence_per.value)] is not None:
+            keep = compiled.absence_keep
+            reduced = tuple(v if i in keep else None for i, v in enumerate(ids))
+            if district is not None and reduced[6] is None:
+                reduced = (*reduced[:6], district)
+            slot = (compiled.index, reduced)
+        self._absence_slots[memo] = slot
+        return slot
+
     def _state(
         self,
         compiled: _Compiled,
@@ -610,22 +684,14 @@ class RuleEngine:
         ids: tuple[str | None, ...],
         district: str | None,
     ) -> _State | None:
-        if compiled.absence_per is not None:
-            per = SUBJECT_LABELS.index(compiled.absence_per.value)
-            if ids[per] is None:
-                return None
-            keep = compiled.absence_keep
-            ids = tuple(v if i in keep else None for i, v in enumerate(ids))
-            if district is not None and ids[6] is None:
-                ids = (*ids[:6], district)
-        elif district is not None and ids[6] is None:
-            ids = (*ids[:6], district)
-        slot = (compiled.index, ids)
+        slot = self._slot(compiled, ids, district)
+        if slot is None:
+            return None
         state = self._states.get(slot)
         if state is None:
             try:
                 subject = AlertSubject(
-                    **{f"{label}_id": v for label, v in zip(SUBJECT_LABELS, ids, strict=True)}
+                    **{f"{label}_id": v for label, v in zip(SUBJECT_LABELS, slot[1], strict=True)}
                 )
             except ValidationError:
                 self.stats.unusable += 1

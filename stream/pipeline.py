@@ -232,6 +232,11 @@ class Pipeline:
         self._loaded_districts: set[str] = set()
         self._encoder = LineEncoder(precision)
         self.rules = rules
+        self._rule_metrics = {
+            kind: frozenset(m for m in CATALOGUE[kind] if rules and rules.selects(kind.value, m))
+            for kind in Kind
+        }
+        """Per kind, the metrics some rule selects: only they become rule samples."""
         self._scan = scan
         self._rules_loaded: set[str] = set()
         self._absence_checked: datetime | None = None
@@ -621,11 +626,12 @@ class Pipeline:
         i = 0
         for reading in readings:
             kind = reading.kind.value
+            selected = self._rule_metrics[reading.kind]
             where = self._tags[reading.sensor_id]
             for metric, value in reading.metrics.items():
                 _, score, detector, _ = scores[i]
                 i += 1
-                if rules.selects(kind, metric):
+                if metric in selected:
                     samples.append(
                         Sample(
                             kind,
