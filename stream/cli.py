@@ -35,6 +35,14 @@
 ``urbansense rules check FILE...`` / ``urbansense rules test FILE... --input CSV``
     Validates rule files, or dry-runs them over recorded samples (see ``stream.rules_cli``).
 
+``urbansense grafana generate|push``
+    Writes the Grafana boards (dashboards as code) into ``deploy/grafana/dashboards``,
+    or uploads them to a running Grafana (see ``stream.grafana.cli``).
+
+``urbansense acl --registry FILE -o DIR``
+    Writes the broker's password and ACL files from the site registry: each gateway
+    publishes only under its own topics (see ``stream.acl_cli``).
+
 Exit status: 0 done, 2 bad input (the message names the file, line and field).
 """
 

@@ -257,10 +257,10 @@ class Pipeline:
     def snapshots(self, keys: Iterable[str]) -> dict[str, bytes]:
         """Each key's whole state, as bytes: what a step stores of the keys it touched.
 
-        A sensor's (``key`` a sensor id): its last seq, the watermark, each metric's
-        detectors and last value (its neighbours' consensus needs it). A cross-sensor
-        key's (``site/...`` and the others of :mod:`stream.cityindex`): the watermark
-        and the key's state. A key never touched has an empty state. The sensors of a
+        A sensor's (``key`` a sensor id): its last seq, its district's watermark, each
+        metric's detectors and last value (its neighbours' consensus needs it). A
+        cross-sensor key's (``site/...`` and the others of :mod:`stream.cityindex`):
+        its district's watermark and the key's state. A key never touched has an empty state. The sensors of a
         kind are snapshotted together, one pass over each detector's arrays.
 
         Raises:
