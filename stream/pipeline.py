@@ -260,8 +260,9 @@ class Pipeline:
         A sensor's (``key`` a sensor id): its last seq, its district's watermark, each
         metric's detectors and last value (its neighbours' consensus needs it). A
         cross-sensor key's (``site/...`` and the others of :mod:`stream.cityindex`):
-        its district's watermark and the key's state. A key never touched has an empty state. The sensors of a
-        kind are snapshotted together, one pass over each detector's arrays.
+        its district's watermark and the key's state. A key never touched has an empty
+        state. The sensors of a kind are snapshotted together, one pass over each
+        detector's arrays.
 
         Raises:
             KeyError: neither a registry sensor nor a cross-sensor key of the registry.
