@@ -144,7 +144,7 @@ def test_options_and_their_defaults() -> None:
         "auto",
     )
     default = parse_options([])
-    assert (default.speed, default.duration_s, default.scenario) == (720.0, None, DEFAULT_SCENARIO)
+    assert (default.speed, default.duration_s, default.scenario) == (4000.0, None, DEFAULT_SCENARIO)
     with pytest.raises(SystemExit):
         parse_options(["--speed", "0"])
 

@@ -43,3 +43,14 @@ def test_a_bad_opening_time_names_the_variable_and_the_value(value: str) -> None
 def test_a_bad_offset_names_the_variable() -> None:
     with pytest.raises(ValueError, match="URBANSENSE_UTC_OFFSET_H"):
         StreamSettings.from_env({"URBANSENSE_UTC_OFFSET_H": "20"})
+
+
+def test_the_energy_baseline_takes_the_warm_up_and_the_city_s_offset() -> None:
+    default = StreamSettings.from_env({}).index_config().baseline
+    assert (default.warm_up_h, default.utc_offset_h) == (2.0, 8.0)
+    config = StreamSettings.from_env(
+        {"URBANSENSE_ENERGY_WARM_UP_H": "1", "URBANSENSE_UTC_OFFSET_H": "5.5"}
+    ).index_config()
+    assert (config.baseline.warm_up_h, config.baseline.utc_offset_h) == (1.0, 5.5)
+    with pytest.raises(ValueError, match="URBANSENSE_ENERGY_WARM_UP_H"):
+        StreamSettings.from_env({"URBANSENSE_ENERGY_WARM_UP_H": "-1"})

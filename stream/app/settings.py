@@ -23,6 +23,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stream.cityindex import IndexConfig
+from stream.indices.energy import BaselineConfig
 
 __all__ = ["ENV_PREFIX", "StreamSettings"]
 
@@ -68,8 +69,10 @@ class StreamSettings(BaseModel):
             week (8 for China).
         scenic_opens_at: when scenic areas open (local time; occupancy resets then):
             ``HH:MM`` for all, or ``HH:MM,<area>=HH:MM,...`` with exceptions.
-        lateness_s: how late (behind the newest event time) a reading may be and still
-            update state.
+        lateness_s: how late (behind its district's newest event time) a reading may be
+            and still update state.
+        energy_warm_up_h: hours of readings an hour-of-the-week bucket of a meter's
+            power baseline needs before it gives a baseline (two weeks by default).
         batch: the most envelopes taken from Kafka per step.
         batch_seconds: the longest wait to fill a step.
         datadir: the worker's data directory.
@@ -98,6 +101,7 @@ class StreamSettings(BaseModel):
     utc_offset_h: float = Field(default=8.0, ge=-12, le=14)
     scenic_opens_at: str = "06:00"
     lateness_s: float = Field(default=600.0, ge=0)
+    energy_warm_up_h: float = Field(default=2.0, ge=0)
     batch: int = Field(default=500, ge=1)
     batch_seconds: float = Field(default=0.5, gt=0)
     datadir: str = "urbansense-stream-data"
@@ -126,6 +130,9 @@ class StreamSettings(BaseModel):
         areas = dict(item.split("=", 1) for item in exceptions)
         return IndexConfig(
             utc_offset_h=self.utc_offset_h,
+            baseline=BaselineConfig(
+                warm_up_h=self.energy_warm_up_h, utc_offset_h=self.utc_offset_h
+            ),
             default_opens_at=time.fromisoformat(default),
             scenic_opens_at={area: time.fromisoformat(at) for area, at in areas.items()},
         )

@@ -1,7 +1,7 @@
 """``python -m stream.demo`` (``make demo``): the command line of the demo.
 
 Options: ``--speed N`` (simulated seconds per wall second; the default runs the
-example weekend's two and a half days in about five minutes), ``--duration S``
+example city's fortnight in about five minutes), ``--duration S``
 (stop by itself after S seconds of running), ``--scenario FILE`` (any scenario of
 ``urbansense-sim``), ``--workdir DIR`` (each run gets a folder there),
 ``--mqtt auto|mosquitto|amqtt`` and ``--store auto|victoria-metrics|files``
@@ -26,11 +26,12 @@ from stream.demo.run import DemoOptions, run_demo
 __all__ = ["DEFAULT_SCENARIO", "DEFAULT_SPEED", "default_workdir", "main", "parse_options"]
 
 DEFAULT_SCENARIO = (
-    Path(__file__).resolve().parents[2] / "simulators" / "examples" / "lakeside-weekend.yaml"
+    Path(__file__).resolve().parents[2] / "simulators" / "examples" / "city-week.yaml"
 )
-"""The example weekend: a haze episode, a local source, an accident, a crowd, night loads."""
-DEFAULT_SPEED = 720.0
-"""Simulated seconds per wall second: a day in two minutes."""
+"""The example city's fortnight: a quiet week to learn from, then a haze episode, a local
+source, two accidents, a crowd past capacity, a leak and a tower running at night."""
+DEFAULT_SPEED = 4000.0
+"""Simulated seconds per wall second: a day in 22 seconds, the fortnight in 5 minutes."""
 
 
 def default_workdir(environ: dict[str, str] | None = None) -> Path:
@@ -62,7 +63,7 @@ def parse_options(argv: Sequence[str] | None = None) -> DemoOptions:
         "--speed",
         type=_positive,
         default=DEFAULT_SPEED,
-        help=f"simulated seconds per wall second (default {DEFAULT_SPEED:g}: a day in 2 minutes)",
+        help=f"simulated seconds per wall second (default {DEFAULT_SPEED:g}: two weeks in 5 min)",
     )
     parser.add_argument(
         "--duration",
@@ -74,7 +75,7 @@ def parse_options(argv: Sequence[str] | None = None) -> DemoOptions:
         "--scenario",
         type=Path,
         default=DEFAULT_SCENARIO,
-        help="a scenario file (default: simulators/examples/lakeside-weekend.yaml)",
+        help="a scenario file (default: simulators/examples/city-week.yaml)",
     )
     parser.add_argument(
         "--workdir",

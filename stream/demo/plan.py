@@ -273,6 +273,7 @@ def worker_environment(
     registry: str = "example",
     utc_offset_h: float = 8.0,
     lateness_s: float = 600.0,
+    energy_warm_up_h: float = 2.0,
 ) -> dict[str, str]:
     """The ``URBANSENSE_*`` settings of the demo's worker (the default rule set on).
 
@@ -294,6 +295,7 @@ def worker_environment(
         "URBANSENSE_REGISTRY": registry,
         "URBANSENSE_UTC_OFFSET_H": f"{utc_offset_h:g}",
         "URBANSENSE_LATENESS_S": f"{lateness_s:g}",
+        "URBANSENSE_ENERGY_WARM_UP_H": f"{energy_warm_up_h:g}",
     }
     if store is Store.VICTORIA_METRICS:
         env["URBANSENSE_INFLUX_URL"] = influx_url

@@ -73,6 +73,9 @@ __all__ = ["DemoOptions", "run_demo"]
 
 LOOPBACK = "127.0.0.1"
 PARTITIONS = 4
+ENERGY_WARM_UP_H = 1.0
+"""A bucket of a meter's power baseline warms up in one hour of readings, one week: a
+scenario is a fortnight at most, and its second week's energy hotspots need one."""
 _SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 
 
@@ -362,6 +365,7 @@ async def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> int:
                 ),
                 utc_offset_h=scenario.file.tz_offset_h,
                 lateness_s=lateness_s(options.speed),
+                energy_warm_up_h=ENERGY_WARM_UP_H,
             )
         )
         worker_log = logs / "worker.log"
