@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import time, timedelta
+from pathlib import Path
 
 import pytest
 
+from stream.app.app import build_app
 from stream.app.settings import StreamSettings
 
 
@@ -54,3 +56,18 @@ def test_the_energy_baseline_takes_the_warm_up_and_the_city_s_offset() -> None:
     assert (config.baseline.warm_up_h, config.baseline.utc_offset_h) == (1.0, 5.5)
     with pytest.raises(ValueError, match="URBANSENSE_ENERGY_WARM_UP_H"):
         StreamSettings.from_env({"URBANSENSE_ENERGY_WARM_UP_H": "-1"})
+
+
+def test_a_district_s_idle_time_is_a_setting() -> None:
+    assert StreamSettings.from_env({}).idle_after_s == 60.0
+    assert StreamSettings.from_env({"URBANSENSE_IDLE_AFTER_S": "5"}).idle_after_s == 5.0
+    with pytest.raises(ValueError, match="URBANSENSE_IDLE_AFTER_S"):
+        StreamSettings.from_env({"URBANSENSE_IDLE_AFTER_S": "0"})
+
+
+def test_the_worker_s_pipeline_takes_the_event_time_settings(tmp_path: Path) -> None:
+    settings = StreamSettings(
+        idle_after_s=5, lateness_s=120, rules="none", datadir=str(tmp_path / "data")
+    )
+    pipeline = build_app(settings).pipeline
+    assert (pipeline.idle_after, pipeline.lateness) == (timedelta(seconds=5), timedelta(minutes=2))

@@ -92,6 +92,7 @@ def build_app(settings: StreamSettings) -> StreamApp:
         registry,
         load_config(settings.anomaly_config),
         lateness=timedelta(seconds=settings.lateness_s),
+        idle_after=timedelta(seconds=settings.idle_after_s),
         load=lambda sensor: state.get(sensor.encode()),
         precision=Precision.MS,
         indices=settings.index_config(),

@@ -71,6 +71,8 @@ class StreamSettings(BaseModel):
             ``HH:MM`` for all, or ``HH:MM,<area>=HH:MM,...`` with exceptions.
         lateness_s: how late (behind its district's newest event time) a reading may be
             and still update state.
+        idle_after_s: how long (by the worker's clock) a district may send nothing
+            before its watermark follows the newest district's, closing its windows.
         energy_warm_up_h: hours of readings an hour-of-the-week bucket of a meter's
             power baseline needs before it gives a baseline (two weeks by default).
         batch: the most envelopes taken from Kafka per step.
@@ -101,6 +103,7 @@ class StreamSettings(BaseModel):
     utc_offset_h: float = Field(default=8.0, ge=-12, le=14)
     scenic_opens_at: str = "06:00"
     lateness_s: float = Field(default=600.0, ge=0)
+    idle_after_s: float = Field(default=60.0, gt=0)
     energy_warm_up_h: float = Field(default=2.0, ge=0)
     batch: int = Field(default=500, ge=1)
     batch_seconds: float = Field(default=0.5, gt=0)
