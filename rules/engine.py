@@ -838,19 +838,25 @@ class RuleEngine:
             if None not in self._seeded:
                 self._seeded.add(None)
                 self._seed(t_all)
-            marks = None
+
+            def time_of(state: _State) -> float:
+                return t_all
+
         else:
-            t_all = math.nan
             marks = {district: at.timestamp() for district, at in now.items()}
             for district, t in marks.items():
                 if district not in self._seeded and None not in self._seeded:
                     self._seeded.add(district)
                     self._seed(t, district)
+
+            def time_of(state: _State) -> float:  # NaN: a district another worker watches
+                return marks.get(state.district or "", math.nan)
+
         alerts: list[Alert] = []
         for state in self._absent.values():
             if state.phase == _FIRING or state.since is None:
                 continue
-            t = t_all if marks is None else marks.get(state.district or "", math.nan)
+            t = time_of(state)
             if math.isnan(t):
                 continue
             assert state.rule.rule.absence is not None  # noqa: S101
@@ -872,7 +878,7 @@ class RuleEngine:
                 alerts.append(self._alert(state, AlertState.FIRING, None))
         for state in list(self._timed.values()):
             rule = state.rule
-            t = t_all if marks is None else marks.get(state.district or "", math.nan)
+            t = time_of(state)
             if math.isnan(t):
                 continue
             if state.clear_since is not None and t - state.clear_since >= rule.keep_s:

@@ -149,19 +149,26 @@ class Combiner:
 
     def snapshots(self, keys: Sequence[Hashable]) -> list[bytes]:
         """What :meth:`snapshot` gives for each of ``keys``, in one pass over the arrays."""
-        parts = []
-        shared = self.detectors[0].rows_of(keys) if self._shared else None
-        for d in (*self.detectors, self._hold):
-            if shared is None:
-                rows = d.rows_of(keys)
-            else:
-                rows = shared
-                d.fit()
-            parts.append(d.snapshot_rows(rows))
-        table = np.concatenate(parts, axis=1)
+        shared = self._shared_rows(keys)
+        table = np.concatenate(
+            [d.snapshot_rows(self._rows(d, keys, shared)) for d in (*self.detectors, self._hold)],
+            axis=1,
+        )
         size = table.shape[1]
         blob = table.tobytes()
         return [blob[i : i + size] for i in range(0, len(blob), size)]
+
+    def _shared_rows(self, keys: Sequence[Hashable]) -> IntArray | None:
+        """The state rows of ``keys`` when every detector keeps them in the same rows."""
+        return self.detectors[0].rows_of(keys) if self._shared else None
+
+    @staticmethod
+    def _rows(d: Detector, keys: Sequence[Hashable], shared: IntArray | None) -> IntArray:
+        """``d``'s state rows of ``keys``: the shared ones (its arrays grown to fit), or its own."""
+        if shared is None:
+            return d.rows_of(keys)
+        d.fit()
+        return shared
 
     def restore(self, data: bytes, key: Hashable = None) -> None:
         """Put back what :meth:`snapshot` returned."""
@@ -194,13 +201,9 @@ class Combiner:
         """
         calibrated = np.empty((len(self.detectors), len(keys)))
         raw = np.empty_like(calibrated)
-        shared = self.detectors[0].rows_of(keys) if self._shared else None
+        shared = self._shared_rows(keys)
         for i, d in enumerate(self.detectors):
-            if shared is None:
-                rows = d.rows_of(keys)
-            else:
-                rows = shared
-                d.fit()
+            rows = self._rows(d, keys, shared)
             raw[i] = d.process(rows, ts, x, neighbours if d.uses_neighbours else None)
             calibrated[i] = calibrate(raw[i], d.alert_level, self.sharpness)
         which = np.argmax(calibrated, axis=0)
@@ -209,12 +212,7 @@ class Combiner:
         if self.cooldown:
             levels = np.asarray([d.alert_level for d in self.detectors])
             ratio = raw[which, cols] / levels[which]
-            if shared is None:
-                hold_rows = self._hold.rows_of(keys)
-            else:
-                hold_rows = shared
-                self._hold.fit()
-            held = self._hold.process(hold_rows, ts, ratio)
+            held = self._hold.process(self._rows(self._hold, keys, shared), ts, ratio)
             score = np.where(held > 0, np.minimum(score / 2, _HELD_MAX), score)
         return score, which, raw[which, cols]
 
