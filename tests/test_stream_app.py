@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
+import threading
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -145,3 +148,159 @@ def test_every_reading_lands_once_and_resends_and_a_killed_worker_add_nothing(
         assert "Traceback" not in log, log_tail(proc.log_path)
     finally:
         proc.stop()
+
+
+def half_hour(hour: int) -> tuple[datetime, list[Reading]]:
+    """Half an hour of the city from ``hour`` five days ago: a span of its own."""
+    start = (datetime.now(UTC) - timedelta(days=5)).replace(
+        hour=hour, minute=0, second=0, microsecond=0
+    )
+    scenario = SCENARIO.replace(START.isoformat(), start.isoformat())
+    city = City(parse_scenario(scenario.replace("duration: 2h", "duration: 30m")))
+    return start, list(city.run())
+
+
+def raw_samples(vm: VictoriaMetricsServer, start: datetime) -> list[tuple[str, int]]:
+    """(sensor, timestamp in ms) of every raw sample stored in the hour from ``start``."""
+    vm.force_flush()
+    since = int(start.timestamp() * 1000)
+    return [
+        (series["metric"].get("sensor", ""), ts)
+        for kind in ("pollution", "ambient", "energy", "traffic", "crowd")
+        for series in vm.export(f'{{__name__="{kind}_seq"}}')
+        for ts in series["timestamps"]
+        if since <= ts < since + 3_600_000
+    ]
+
+
+def test_a_worker_stopped_gracefully_stores_its_state_before_it_exits(
+    tansu: TansuServer, victoria_metrics: VictoriaMetricsServer, tmp_path: Path
+) -> None:
+    """The state is stored at once when the flow stops, however long its interval.
+
+    A worker that stores its state only once an hour takes half an hour of the city
+    and is stopped with SIGTERM: it stores the state, lets the offsets be committed
+    and exits with 0. The next worker, given the same envelopes again, recognises
+    every reading and writes none of them a second time.
+    """
+    start, readings = half_hour(hour=0)
+    batches = envelopes(readings)
+    expected = {(r.sensor_id, int(r.ts.timestamp() * 1000)) for r in readings}
+    app_id = f"stop-{uuid.uuid4().hex[:8]}"
+    topic = f"{app_id}.readings"
+    asyncio.run(create_topics(tansu, [topic, f"{app_id}.status", f"{app_id}.deadletter"], 2))
+
+    first = stream_worker(
+        tansu,
+        victoria_metrics,
+        tmp_path,
+        app_id=app_id,
+        name="hourly",
+        partitions=2,
+        settings={"URBANSENSE_STATE_SECONDS": "3600"},
+    )
+    first.start()
+    try:
+        asyncio.run(produce(tansu, topic, batches))
+        wait_for(
+            lambda: set(raw_samples(victoria_metrics, start)) >= expected,
+            "the readings did not land",
+            first,
+        )
+    finally:
+        first.stop()
+    log = first.log_path.read_text(encoding="utf-8", errors="replace")
+    assert "exited with code 0" in log, log_tail(first.log_path)
+
+    second = worker(tansu, victoria_metrics, tmp_path, app_id)
+    second.start()
+    try:
+        asyncio.run(produce(tansu, topic, batches))
+        duplicates = re.compile(r"duplicates=(\d+)")
+
+        def recognised() -> bool:
+            text = second.log_path.read_text(encoding="utf-8", errors="replace")
+            return max(map(int, duplicates.findall(text)), default=0) >= len(readings)
+
+        wait_for(recognised, "the resent readings were not all recognised", second)
+        time.sleep(2.0)  # anything written twice would have landed by now
+        stored = raw_samples(victoria_metrics, start)
+        assert len(stored) == len(set(stored)) == len(expected)
+    finally:
+        second.stop()
+
+
+class RefusingInflux(ThreadingHTTPServer):
+    """An InfluxDB stand-in that answers its ping and refuses every write (HTTP 401)."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(204)
+                self.end_headers()
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                body = b'{"code":"unauthorized","message":"unauthorized access"}'
+                self.send_response(401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+def test_a_worker_whose_step_fails_exits_and_the_next_writes_every_reading(
+    tansu: TansuServer, victoria_metrics: VictoriaMetricsServer, tmp_path: Path
+) -> None:
+    """A step that fails stores and acks nothing: the worker exits, as if killed.
+
+    The first worker's database refuses its token, which no retry mends. It exits
+    with 70 at the first step, leaving the envelopes' offsets uncommitted; the next
+    worker, given the right database, writes every reading.
+    """
+    start, readings = half_hour(hour=1)
+    expected = {(r.sensor_id, int(r.ts.timestamp() * 1000)) for r in readings}
+    app_id = f"fail-{uuid.uuid4().hex[:8]}"
+    topic = f"{app_id}.readings"
+    asyncio.run(create_topics(tansu, [topic, f"{app_id}.status", f"{app_id}.deadletter"], 2))
+    refusing = RefusingInflux()
+    first = stream_worker(
+        tansu,
+        victoria_metrics,
+        tmp_path,
+        app_id=app_id,
+        name="refused",
+        partitions=2,
+        settings={"URBANSENSE_INFLUX_URL": refusing.url},
+    )
+    try:
+        first.start()
+        asyncio.run(produce(tansu, topic, envelopes(readings)))
+        wait_for(lambda: not first.running, "the worker did not exit", first)
+    finally:
+        first.stop()
+        refusing.shutdown()
+    log = first.log_path.read_text(encoding="utf-8", errors="replace")
+    assert "step failed" in log, log_tail(first.log_path)
+    assert "exited with code 70" in log, log_tail(first.log_path)
+
+    second = worker(tansu, victoria_metrics, tmp_path, app_id)
+    second.start()
+    try:
+        wait_for(
+            lambda: set(raw_samples(victoria_metrics, start)) >= expected,
+            "the readings did not land",
+            second,
+        )
+    finally:
+        second.stop()

@@ -438,6 +438,15 @@ def test_a_killed_workers_partitions_and_state_move_to_the_survivor_and_nothing_
                 routed[p] >= end for p, end in ends.items() if end > 0
             )
 
+        def commits() -> str:
+            """Each partition's committed offset and end, for a failure message."""
+            done, _ = offsets(tansu, app_id, topic)
+            routed, ends = offsets(tansu, app_id, by_district)
+            return (
+                f"; {topic} committed {done}, produced up to {producer.ends};"
+                f" {by_district} committed {routed}, ends {ends}"
+            )
+
         # -- minutes 0-40, every gateway: both workers write, and commit
         first = select(envelopes, districts, 0, FIRST_END)
         producer.send(first, PACE_S)
@@ -447,7 +456,7 @@ def test_a_killed_workers_partitions_and_state_move_to_the_survivor_and_nothing_
             fail,
             lambda: lacking(vm, keys(first)),
         )
-        wait_for(settled, "the workers did not commit minutes 0-40", fail)
+        wait_for(settled, "the workers did not commit minutes 0-40", fail, commits)
         if not any(b.get("envelopes", 0) > 0 for b in victim.batches()):
             fail("the victim wrote no batch of minutes 0-40")
 
@@ -469,7 +478,7 @@ def test_a_killed_workers_partitions_and_state_move_to_the_survivor_and_nothing_
             fail,
         )
         # Let it catch up first, so that no batch mixes minutes 40-48 with newer ones.
-        wait_for(settled, "the survivor did not commit the victim's backlog", fail)
+        wait_for(settled, "the survivor did not commit the victim's backlog", fail, commits)
 
         # -- minutes 48-120, every gateway
         rest = select(envelopes, districts, OFFLINE_END, envelopes[-1].minute + 1)
@@ -481,7 +490,7 @@ def test_a_killed_workers_partitions_and_state_move_to_the_survivor_and_nothing_
             fail,
             lambda: lacking(vm, expected),
         )
-        wait_for(settled, "the survivor did not commit every offset", fail)
+        wait_for(settled, "the survivor did not commit every offset", fail, commits)
         time.sleep(1.0)  # a point written twice would have landed by now
 
         problems: list[str] = []

@@ -65,6 +65,13 @@ def test_a_district_s_idle_time_is_a_setting() -> None:
         StreamSettings.from_env({"URBANSENSE_IDLE_AFTER_S": "0"})
 
 
+def test_how_often_the_state_is_stored_is_a_setting() -> None:
+    assert StreamSettings.from_env({}).state_seconds == 1.0
+    assert StreamSettings.from_env({"URBANSENSE_STATE_SECONDS": "2.5"}).state_seconds == 2.5
+    with pytest.raises(ValueError, match="URBANSENSE_STATE_SECONDS"):
+        StreamSettings.from_env({"URBANSENSE_STATE_SECONDS": "0"})
+
+
 def test_the_worker_s_pipeline_takes_the_event_time_settings(tmp_path: Path) -> None:
     settings = StreamSettings(
         idle_after_s=5, lateness_s=120, rules="none", datadir=str(tmp_path / "data")

@@ -10,10 +10,13 @@ Kafka has every forwarded record.
 ``readings``: take a batch of envelopes from ``by_district``; decode them (a payload
 the codec refuses goes to the dead-letter topic); let the pipeline dedupe, order,
 score and encode them; write the lines to the time-series database, retrying until
-it has them; then store every touched state key in the table, in the changelog
-partition of its district. Offsets move on only after that, so a crash anywhere
-replays the batch, and the replay is harmless (duplicates are dropped by seq, points
-overwrite themselves).
+it has them. Every ``state_seconds`` the agent stores the state keys the steps since
+touched in the table, each in the changelog partition of its district (at once
+when a rebalance or a shutdown stops the flow), and only then acks those steps'
+events, so their offsets move on. A crash anywhere replays what was not stored, and
+the replay is harmless (duplicates are dropped by seq, points overwrite themselves).
+Storing once a second instead of after each step snapshots a sensor once for all its
+readings of that second.
 
 ``status``: gateway status messages become ``gateway`` points.
 
@@ -31,8 +34,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
+import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -53,6 +58,9 @@ from telemetry.codec import Codec, DecodeError
 __all__ = ["Agents", "define_agents", "write_until_done"]
 
 _RETRY_PAUSE_S = 5.0
+_STATE_CHECK_S = 0.1
+_EXIT_FAILED = 70  # EX_SOFTWARE
+"""How often the readings agent looks whether its state is due to be stored."""
 
 
 async def write_until_done(
@@ -154,51 +162,104 @@ def define_agents(
             ]
             await asyncio.gather(*sent)  # Kafka has them: these offsets may be committed
 
+    lock = asyncio.Lock()  # a step, or storing the state: one at a time
+    touched: set[str] = set()  # state keys changed since the state was last stored
+    held: list[faust.EventT[Any]] = []  # the events those changes came from, not yet acked
+
+    async def store_state() -> None:
+        """Store every touched key in its district's partition; then ack their events."""
+        written = set()
+        for key, state in pipeline.snapshots(touched).items():
+            partition = partition_of.get(pipeline.district_of(key))
+            if partition is None:  # never: every key is routed with its readings
+                log.error("no partition for a state key; not stored", key=key)
+                continue
+            tables.state.put(key.encode(), state, partition=partition)
+            written.add(partition)
+        await tables.state.seal(written)
+        touched.clear()
+        for event in held:
+            event.ack()
+        held.clear()
+
     @app.agent(topics.by_district)
     async def readings(stream: faust.StreamT[bytes]) -> None:
         await sink.connect()
-        async for events in _batches(stream, settings.batch, settings.batch_seconds):
-            for event in events:
-                if event.key:
-                    partition_of[event.key.decode()] = event.message.partition
-            envelopes = [batch async for _, batch in decoded(events, settings.readings_topic)]
-            refused = len(events) - len(envelopes)
-            out = pipeline.process(envelopes, now=time.time())
-            # out.lines: raw readings, anomaly scores, closed windows and indices
-            for rejected in out.rejected:
-                await topics.deadletter.send(
-                    key=rejected.gateway_id.encode(), value=_rejected(rejected)
-                )
-            await write_until_done(sink, out.lines, log)
-            sent = [
-                await topics.alerts.send(key=a.fingerprint.encode(), value=codec.encode(a))
-                for a in out.alerts
-            ]
-            await asyncio.gather(*sent)  # the alerts are in Kafka before the state moves on
-            written = set()
-            for key, state in pipeline.snapshots(out.touched).items():
-                partition = partition_of.get(pipeline.district_of(key))
-                if partition is None:  # never: every key is routed with its readings
-                    log.error("no partition for a state key; not stored", key=key)
-                    continue
-                tables.state.put(key.encode(), state, partition=partition)
-                written.add(partition)
-            await tables.state.seal(written)
-            log.info(
-                "batch written",
-                envelopes=len(envelopes),
-                refused_envelopes=refused,
-                lines=len(out.lines),
-                rejected=len(out.rejected),
-                duplicates=pipeline.stats.duplicates,
-                late=pipeline.stats.late,
-                alerts=len(out.alerts),
+        keeper = asyncio.create_task(fatal(keep_state()))
+        try:
+            async for events in _batches(stream, settings.batch, settings.batch_seconds):
+                async with lock:
+                    await fatal(step(events))
+        finally:
+            keeper.cancel()
+
+    async def fatal(work: Coroutine[Any, Any, None]) -> None:
+        """Run a step or the keeper; if it fails, end the worker at once, as if killed.
+
+        The pipeline's memory is then ahead of what was written and stored, so nothing
+        more may be stored or acked: a new worker starts again from the stored state
+        and the committed offsets (the same as after a SIGKILL, which loses nothing).
+        A graceful stop would wait for the held events forever.
+        """
+        try:
+            await work
+        except Exception:
+            log.critical("step failed; the worker stops without storing", exc_info=True)
+            logging.shutdown()
+            os._exit(_EXIT_FAILED)
+
+    async def keep_state() -> None:
+        """Store the touched state every ``state_seconds``; at once when the flow stops.
+
+        A rebalance or a shutdown stops the flow, then waits until every event taken
+        is acked.
+        """
+        stored_at = time.monotonic()
+        while True:
+            await asyncio.sleep(min(settings.state_seconds, _STATE_CHECK_S))
+            async with lock:
+                due = time.monotonic() - stored_at >= settings.state_seconds
+                if held and (due or not app.flow_control.is_active()):
+                    await store_state()
+                    stored_at = time.monotonic()
+
+    async def step(events: Sequence[faust.EventT[Any]]) -> None:
+        for event in events:
+            event.message.incref()  # acked by store_state, not at the end of the step
+            if event.key:
+                partition_of[event.key.decode()] = event.message.partition
+        held.extend(events)
+        envelopes = [batch async for _, batch in decoded(events, settings.readings_topic)]
+        refused = len(events) - len(envelopes)
+        out = pipeline.process(envelopes, now=time.time())
+        # out.lines: raw readings, anomaly scores, closed windows and indices
+        for rejected in out.rejected:
+            await topics.deadletter.send(
+                key=rejected.gateway_id.encode(), value=_rejected(rejected)
             )
+        await write_until_done(sink, out.lines, log)
+        sent = [
+            await topics.alerts.send(key=a.fingerprint.encode(), value=codec.encode(a))
+            for a in out.alerts
+        ]
+        await asyncio.gather(*sent)  # the alerts are in Kafka before the state moves on
+        touched.update(out.touched)
+        log.info(
+            "batch written",
+            envelopes=len(envelopes),
+            refused_envelopes=refused,
+            lines=len(out.lines),
+            rejected=len(out.rejected),
+            duplicates=pipeline.stats.duplicates,
+            late=pipeline.stats.late,
+            alerts=len(out.alerts),
+        )
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def forget(app: faust.App, assigned: set[faust.types.TP], **kwargs: object) -> None:
         # Faust revokes every partition at a rebalance and hands most back: only the
-        # districts whose partition went to another worker are forgotten.
+        # districts whose partition went to another worker are forgotten. (Their
+        # state was stored before: the revocation waits until every event is acked.)
         kept = {tp.partition for tp in assigned if tp.topic == settings.district_topic}
         lost = sorted(d for d, p in partition_of.items() if p not in kept)
         for district in lost:

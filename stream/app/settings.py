@@ -77,6 +77,10 @@ class StreamSettings(BaseModel):
             power baseline needs before it gives a baseline (two weeks by default).
         batch: the most envelopes taken from Kafka per step.
         batch_seconds: the longest wait to fill a step.
+        state_seconds: how often the state the steps touched is stored in the
+            changelog; a step's offsets are committed only once its state is stored,
+            so a longer interval costs nothing in safety, only a longer replay after
+            a crash (the replay's readings are recognised by seq).
         datadir: the worker's data directory.
     """
 
@@ -107,6 +111,7 @@ class StreamSettings(BaseModel):
     energy_warm_up_h: float = Field(default=2.0, ge=0)
     batch: int = Field(default=500, ge=1)
     batch_seconds: float = Field(default=0.5, gt=0)
+    state_seconds: float = Field(default=1.0, gt=0)
     datadir: str = "urbansense-stream-data"
 
     @model_validator(mode="after")
