@@ -316,6 +316,10 @@ class _Compiled:
         self.clears = _test(rule.clearing)
         self.worse: Callable[[float, float], bool] = operator.gt if fire.op.upward else operator.lt
 
+    def selects_detector(self, detector: str) -> bool:
+        """Whether the rule takes scores of this detector."""
+        return self.detectors is None or detector in self.detectors
+
     def selects(self, sample: Sample, ids: tuple[str | None, ...]) -> bool:
         """Whether the rule looks at this sample (kind and metric already matched)."""
         for position, allowed in self.ids:
@@ -469,6 +473,8 @@ class RuleEngine:
             select = compiled.rule.select
             self._index.setdefault((select.kind, select.metric), []).append(compiled)
         self._candidates: dict[tuple[str, str], tuple[_Compiled, ...]] = {}
+        self._wanted: dict[tuple[str, str, str | None], bool] = {}
+        self._watchers: dict[tuple[str, str], frozenset[int]] = {}
         self._states: dict[tuple[int, tuple[str | None, ...]], _State] = {}
         self._absence_slots: dict[
             tuple[int, tuple[str | None, ...], str | None],
@@ -567,6 +573,38 @@ class RuleEngine:
     def selects(self, kind: str, metric: str) -> bool:
         """Whether any rule looks at samples of this kind and metric (skip the rest)."""
         return bool(self._rules_for(kind, metric))
+
+    def wants(self, kind: str, metric: str, detector: str | None) -> bool:
+        """Whether a rule other than an absence rule may look at such a sample.
+
+        ``detector`` is the detector behind the sample's score (None: not scored). A
+        rule of this kind and metric looks at it unless it asks for a score the
+        sample has not, or for other detectors. Together with :meth:`watches`, a
+        caller with many samples builds only the ones that can matter.
+        """
+        key = (kind, metric, detector)
+        found = self._wanted.get(key)
+        if found is None:
+            found = self._wanted[key] = any(
+                c.absence_per is None
+                and not (c.scored and (detector is None or not c.selects_detector(detector)))
+                for c in self._rules_for(kind, metric)
+            )
+        return found
+
+    def watchers(self, kind: str, metric: str) -> frozenset[int]:
+        """The absence rules (by position) that look at samples of this kind and metric.
+
+        An absence rule only notes that a subject reported at a time, so one sample
+        per subject and time is enough for it: of a reading's metrics, one that each
+        of these rules looks at.
+        """
+        found = self._watchers.get((kind, metric))
+        if found is None:
+            found = self._watchers[kind, metric] = frozenset(
+                c.index for c in self._rules_for(kind, metric) if c.absence_per is not None
+            )
+        return found
 
     def evaluate(self, samples: Iterable[Sample]) -> list[Alert]:
         """Evaluate samples; return the alerts that fired or resolved, in order.

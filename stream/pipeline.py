@@ -112,6 +112,7 @@ _WATERMARK = struct.Struct("<d")  # before a cross-sensor key's state (epoch s; 
 
 _ABSENCE_EVERY = timedelta(minutes=1)
 _RULES = "rules/"  # the prefix of the rule engine's state keys
+_NO_RULES: frozenset[int] = frozenset()
 _SUBJECT_TAGS = ("sensor", "gateway", "site", "area", "segment", "building", "district")
 
 
@@ -232,11 +233,6 @@ class Pipeline:
         self._loaded_districts: set[str] = set()
         self._encoder = LineEncoder(precision)
         self.rules = rules
-        self._rule_metrics = {
-            kind: frozenset(m for m in CATALOGUE[kind] if rules and rules.selects(kind.value, m))
-            for kind in Kind
-        }
-        """Per kind, the metrics some rule selects: only they become rule samples."""
         self._scan = scan
         self._rules_loaded: set[str] = set()
         self._absence_checked: datetime | None = None
@@ -620,32 +616,40 @@ class Pipeline:
     ) -> list[Alert]:
         """The rules over a batch's on-time readings (with their scores) and index points.
 
-        Only the (kind, metric) pairs some rule selects become samples. Absence rules
-        are checked once per minute of event time.
+        Of a reading's metrics, only those some rule may look at become samples
+        (:meth:`~rules.engine.RuleEngine.wants`), and one for the absence rules, which
+        only note that the sensor reported. Absence rules are checked once per minute
+        of event time.
         """
         samples: list[Sample] = []
+        wants, watchers = rules.wants, rules.watchers
         i = 0
         for reading in readings:
             kind = reading.kind.value
-            selected = self._rule_metrics[reading.kind]
             where = self._tags[reading.sensor_id]
+            covered = _NO_RULES  # the absence rules that have a sample of this reading
             for metric, value in reading.metrics.items():
                 _, score, detector, _ = scores[i]
                 i += 1
-                if metric in selected:
+                watching = watchers(kind, metric)
+                if wants(kind, metric, detector) or not watching <= covered:
+                    covered |= watching
                     samples.append(
                         Sample(
                             kind,
                             metric,
                             float(value),
                             reading.ts,
-                            sensor=reading.sensor_id,
-                            gateway=where.gateway,
-                            site=where.site,
-                            district=where.district,
-                            labels=where.extra,
-                            score=score,
-                            detector=detector,
+                            reading.sensor_id,
+                            where.gateway,
+                            where.site,
+                            None,
+                            None,
+                            None,
+                            where.district,
+                            where.extra,
+                            score,
+                            detector,
                         )
                     )
         for point in points:

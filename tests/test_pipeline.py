@@ -1189,3 +1189,57 @@ def test_rules_fire_once_are_written_and_their_state_moves_with_its_district() -
     first.drop_districts(["lakeside"])
     assert first.rules is not None
     assert first.rules.state_keys() == []
+
+
+NIGHT = """
+version: 1
+name: a faulty night in the example city
+seed: 5
+start: 2024-11-08T21:00:00+08:00
+duration: 5h
+incidents:
+  - {kind: energy_leak, building: bld-lakeview-mall, extra_kw: 400,
+     start: 2024-11-08T23:00:00+08:00, duration: 2h}
+faults:
+  - {kind: stuck, sensor: aq-pier-pollution, metric: o3,
+     start: 2024-11-08T22:00:00+08:00, duration: 1h}
+  - {kind: spikes, sensor: aq-library-pollution, probability: 0.3, factor: 400,
+     start: 2024-11-08T23:00:00+08:00, duration: 1h}
+"""
+RING = [s.id for s in REGISTRY.sensors if s.gateway == "gw-ring-01"]
+NIGHT += "".join(
+    f"  - {{kind: dead, sensor: {sensor}, start: 2024-11-09T00:00:00+08:00, duration: 30m}}\n"
+    for sensor in RING
+)
+
+
+class EverySample(RuleEngine):
+    """The default rules, given every metric of every reading as a sample."""
+
+    def wants(self, kind: str, metric: str, detector: str | None) -> bool:
+        return True
+
+
+def test_rules_see_only_the_samples_they_may_look_at_and_alert_as_if_they_saw_all() -> None:
+    """A reading's metrics become rule samples only where a rule may look at them.
+
+    The same night, with a stuck station, a spiking one (its neighbours see it), a
+    gateway silent for half an hour and a leaking mall, goes through the default
+    rules twice: once as the pipeline builds samples, once with every metric of every
+    reading a sample. The alerts are the same (on a value, on a detector's score, on
+    absence), from fewer than half the samples.
+    """
+    envs = envelopes(City(parse_scenario(NIGHT)).run())
+    alerts, samples = [], []
+    for engine in (
+        RuleEngine(load_default_rules(), REGISTRY),
+        EverySample(load_default_rules(), REGISTRY),
+    ):
+        pipeline = Pipeline(REGISTRY, rules=engine)
+        alerts.append([a for batch in batches(envs) for a in pipeline.process(batch).alerts])
+        samples.append(engine.stats.samples)
+    chosen, every = alerts
+    assert chosen == every
+    fired = Counter(a.rule_id for a in every if a.state.value == "firing")
+    assert {"sensor-stuck", "gateway-offline", "aqi-heavy"} <= set(fired), fired
+    assert samples[0] < samples[1] / 2

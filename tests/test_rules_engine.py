@@ -573,3 +573,19 @@ def test_default_rules_scenario() -> None:
         "scenic-occupancy-80",
         "scenic-occupancy-90",
     ]
+
+
+def test_wants_and_watchers_say_which_samples_a_rule_may_look_at() -> None:
+    """What the stream asks before it builds a sample of each metric of each reading."""
+    engine = RuleEngine(load_default_rules())
+    assert engine.wants("pollution", "o3", "stuck")  # sensor-stuck
+    assert engine.wants("pollution", "o3", "out_of_range")
+    assert not engine.wants("pollution", "o3", "neighbours")  # no rule takes its score
+    assert not engine.wants("pollution", "o3", None)
+    assert engine.wants("energy", "power_w", "neighbours")  # night anomaly: any detector
+    assert engine.wants("aqi", "aqi", None)  # a threshold on the index
+    # gateway-offline looks at every reading, whatever its metric; not at indices
+    offline = engine.watchers("pollution", "o3")
+    assert len(offline) == 1
+    assert engine.watchers("traffic", "mean_speed_kmh") == offline
+    assert engine.watchers("aqi", "aqi") == frozenset()
