@@ -141,11 +141,15 @@ def format_loc(loc: Loc) -> str:
     return text
 
 
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's loader where PyYAML was built with it (about ten times faster), else PyYAML's."""
+
+
 def read_yaml(
     text: str, source: str, what: str = "document"
 ) -> tuple[Node | None, object, list[DocumentProblem]]:
     """Compose and construct the document; syntax errors and duplicate keys become problems."""
-    loader = yaml.SafeLoader(text)
+    loader = _LOADER(text)
     try:
         root: Node | None = loader.get_single_node()
         if root is None:
