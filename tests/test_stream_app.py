@@ -37,6 +37,8 @@ from tests.servers.victoria_metrics import VictoriaMetricsServer
 pytestmark = pytest.mark.servers
 
 TIMEOUT_S = 90.0
+PACE_S = 0.05
+"""Wall seconds per minute of event time, producing as the gateways publish live."""
 # Two days ago at midnight UTC: recent enough for VictoriaMetrics' retention and the
 # codec's clock checks, and a span no other test writes at.
 START = (datetime.now(UTC) - timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -51,19 +53,36 @@ duration: 2h
 
 
 def envelopes(readings: Iterable[Reading]) -> list[Batch]:
-    """The readings as the gateways publish them: per gateway, one envelope a minute."""
+    """The readings as the gateways publish them: per gateway, one envelope a minute.
+
+    In time order, the gateways side by side, as they publish: a gateway sending an
+    hour ahead of the others of its district would make their readings late.
+    """
     gateway = {s.id: s.gateway for s in load_example_registry().sensors}
-    grouped: dict[tuple[str, datetime], list[Reading]] = defaultdict(list)
+    grouped: dict[tuple[datetime, str], list[Reading]] = defaultdict(list)
     for r in readings:
-        grouped[gateway[r.sensor_id], r.ts.replace(second=0, microsecond=0)].append(r)
-    return [Batch(gateway_id=gw, readings=tuple(rs)) for (gw, _), rs in sorted(grouped.items())]
+        grouped[r.ts.replace(second=0, microsecond=0), gateway[r.sensor_id]].append(r)
+    return [Batch(gateway_id=gw, readings=tuple(rs)) for (_, gw), rs in sorted(grouped.items())]
 
 
-async def produce(tansu: TansuServer, topic: str, batches: Sequence[Batch]) -> None:
+async def produce(
+    tansu: TansuServer, topic: str, batches: Sequence[Batch], pace_s: float = 0.0
+) -> None:
+    """Produce the envelopes in order, sleeping ``pace_s`` whenever their minute changes.
+
+    Paced, the gateways publish side by side as they would live. All at once, the
+    worker drains a backlog: it may then read one gateway's partition minutes ahead
+    of another of the same district, and find the other's readings late.
+    """
     producer = AIOKafkaProducer(bootstrap_servers=tansu.bootstrap_servers, acks="all")
     await producer.start()
     try:
+        minute = None
         for b in batches:
+            at = b.readings[0].ts.replace(second=0, microsecond=0)
+            if pace_s and minute is not None and at != minute:
+                await asyncio.sleep(pace_s)
+            minute = at
             await producer.send(
                 topic, key=b.gateway_id.encode(), value=b.model_dump_json().encode()
             )
@@ -123,7 +142,7 @@ def test_every_reading_lands_once_and_resends_and_a_killed_worker_add_nothing(
     proc = worker(tansu, victoria_metrics, tmp_path, app_id)
     proc.start()
     try:
-        asyncio.run(produce(tansu, topic, first))
+        asyncio.run(produce(tansu, topic, first, PACE_S))
         half = {(r.sensor_id, int(r.ts.timestamp() * 1000)) for b in first for r in b.readings}
         wait_for(lambda: raw_points(victoria_metrics) >= half, "the first half did not land", proc)
         assert raw_points(victoria_metrics) == half

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import time, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -78,3 +80,22 @@ def test_the_worker_s_pipeline_takes_the_event_time_settings(tmp_path: Path) -> 
     )
     pipeline = build_app(settings).pipeline
     assert (pipeline.idle_after, pipeline.lateness) == (timedelta(seconds=5), timedelta(minutes=2))
+
+
+def test_the_worker_s_kafka_consumer_waits_at_most_the_fetch_wait_setting(
+    tmp_path: Path,
+) -> None:
+    """Faust fixes a fetch's wait at 1.5 s, which Tansu holds even when records come."""
+    assert StreamSettings.from_env({}).fetch_wait_ms == 100
+    with pytest.raises(ValueError, match="URBANSENSE_FETCH_WAIT_MS"):
+        StreamSettings.from_env({"URBANSENSE_FETCH_WAIT_MS": "0"})
+    settings = StreamSettings(fetch_wait_ms=42, rules="none", datadir=str(tmp_path / "data"))
+    app = build_app(settings).app
+
+    async def created() -> int:
+        thread = cast(Any, app.consumer)._thread
+        consumer = thread._create_worker_consumer(app.transport)
+        wait: int = consumer._fetch_max_wait_ms
+        return wait
+
+    assert asyncio.run(created()) == 42

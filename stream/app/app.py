@@ -15,6 +15,7 @@ from stream.app.agents import Agents, define_agents
 from stream.app.settings import StreamSettings
 from stream.app.tables import Tables, define_tables
 from stream.app.topics import Topics, define_topics
+from stream.app.transport import StreamFaustApp
 from stream.pipeline import Pipeline
 from stream.sinks.files import LineFileSink
 from stream.sinks.influx import InfluxSink, WriteApi
@@ -63,8 +64,9 @@ def _sink(settings: StreamSettings) -> InfluxSink | LineFileSink:
 
 def build_app(settings: StreamSettings) -> StreamApp:
     """Build the app; nothing connects until the worker starts."""
-    app = faust.App(
+    app = StreamFaustApp(
         settings.app_id,
+        fetch_wait_ms=settings.fetch_wait_ms,
         broker=f"kafka://{settings.kafka}",
         store="memory://",
         datadir=settings.datadir,

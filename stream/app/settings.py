@@ -81,6 +81,8 @@ class StreamSettings(BaseModel):
             changelog; a step's offsets are committed only once its state is stored,
             so a longer interval costs nothing in safety, only a longer replay after
             a crash (the replay's readings are recognised by seq).
+        fetch_wait_ms: the longest a fetch from Kafka waits for data (Tansu holds a
+            fetch this long even when records come; :mod:`stream.app.transport`).
         datadir: the worker's data directory.
     """
 
@@ -112,6 +114,7 @@ class StreamSettings(BaseModel):
     batch: int = Field(default=500, ge=1)
     batch_seconds: float = Field(default=0.5, gt=0)
     state_seconds: float = Field(default=1.0, gt=0)
+    fetch_wait_ms: int = Field(default=100, ge=1, le=60_000)
     datadir: str = "urbansense-stream-data"
 
     @model_validator(mode="after")
