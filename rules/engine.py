@@ -579,7 +579,7 @@ class RuleEngine:
 
         ``detector`` is the detector behind the sample's score (None: not scored). A
         rule of this kind and metric looks at it unless it asks for a score the
-        sample has not, or for other detectors. Together with :meth:`watches`, a
+        sample has not, or for other detectors. Together with :meth:`watchers`, a
         caller with many samples builds only the ones that can matter.
         """
         key = (kind, metric, detector)

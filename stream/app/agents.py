@@ -59,8 +59,8 @@ __all__ = ["Agents", "define_agents", "write_until_done"]
 
 _RETRY_PAUSE_S = 5.0
 _STATE_CHECK_S = 0.1
-_EXIT_FAILED = 70  # EX_SOFTWARE
 """How often the readings agent looks whether its state is due to be stored."""
+_EXIT_FAILED = 70  # EX_SOFTWARE: a step failed; the worker ends as if killed
 
 
 async def write_until_done(
