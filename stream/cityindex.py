@@ -610,6 +610,18 @@ class CityIndices:
                 segments[self._home[key]].append(key)
         self._sites_at = {d: tuple(names) for d, names in sites.items()}
         self._segments_at = {d: tuple(keys) for d, keys in segments.items()}
+        self._crossing = frozenset(
+            key
+            for sensor_id, keys in self._keys.items()
+            for key in keys
+            if self._home[key] != sensor_district[sensor_id]
+        )
+        """Keys fed by a sensor of another district than their home's (a segment
+        across a district line): its readings may open a window already due."""
+        self._closed_at: dict[str, datetime] = {}
+        """Per district, the watermark its windows were last closed at. An on-time
+        reading opens no window the watermark has passed, so until the watermark moves
+        (or state is restored, or a crossing key fed) none can be due."""
 
     # ------------------------------------------------------------ keys
 
@@ -668,6 +680,7 @@ class CityIndices:
         """
         if key not in self._district_of_key:
             raise KeyError(key)
+        self._closed_at.pop(self._home[key], None)
         kind, _, name = key.partition("/")
         if kind == "site":
             self.aggregates.states.pop(name, None)
@@ -687,6 +700,7 @@ class CityIndices:
         """
         if key not in self._district_of_key:
             raise KeyError(key)
+        self._closed_at.pop(self._home[key], None)
         kind, _, name = key.partition("/")
         if kind == "site":
             self.aggregates.states[name] = SiteAggregates.unpack(data)
@@ -711,6 +725,8 @@ class CityIndices:
                     self.unrated += 1
                 else:
                     touched.add(key)
+                    if key in self._crossing:
+                        self._closed_at.pop(self._home[key], None)
             elif kind is Kind.CROWD:
                 applied = self.scenic.apply(reading)
                 if applied is None:
@@ -741,6 +757,9 @@ class CityIndices:
         states = self.aggregates.states
         for district in sorted(watermarks):
             mark = watermarks[district]
+            if self._closed_at.get(district) == mark:
+                continue  # nothing can have fallen due since
+            self._closed_at[district] = mark
             sites = self._sites_at.get(district, ())
             segments = self._segments_at.get(district, ())
             ends = self.aggregates.due(mark, sites) | self.traffic.due(mark, segments)
