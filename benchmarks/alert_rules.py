@@ -7,8 +7,9 @@ every 15 s over ``--minutes`` of event time, goes through
 * the rule engine alone: each reading's metrics as samples (with an anomaly score
   of 0.1), :meth:`rules.engine.RuleEngine.evaluate` in batches of 25,000 readings;
 * the stream's pipeline without rules and with the default rule set (scores,
-  windows, indices, line protocol, state snapshots, and the rules over readings,
-  scores and index points), in batches of 500 envelopes of 50 readings.
+  windows, indices, line protocol, state snapshots once a second, and the rules
+  over readings, scores and index points), in steps of 500 envelopes of 50
+  readings; and with the rules in steps of 6 envelopes, as a live worker takes them.
 
 It prints samples/s, readings/s and the alerts fired (the synthetic drivers' values
 are random walks, so the stuck and out-of-range rules find some).
@@ -109,18 +110,30 @@ def engine_alone(registry: Registry, envelopes: list[Batch]) -> None:
     )
 
 
-def pipeline(registry: Registry, envelopes: list[Batch], rules: RuleEngine | None) -> None:
+def pipeline(
+    registry: Registry, envelopes: list[Batch], rules: RuleEngine | None, step: int = 500
+) -> None:
+    """The pipeline in steps of ``step`` envelopes, the state snapshotted once a second
+    (of this process's clock) as the worker stores it."""
     readings = sum(len(e.readings) for e in envelopes)
     stream = Pipeline(registry, precision=Precision.MS, rules=rules)
     alerts = 0
-    began = time.perf_counter()
-    for start in range(0, len(envelopes), 500):
-        out = stream.process(envelopes[start : start + 500])
+    touched: set[str] = set()
+    began = stored_at = time.perf_counter()
+    for start in range(0, len(envelopes), step):
+        out = stream.process(envelopes[start : start + step])
         alerts += len(out.alerts)
-        stream.snapshots(out.touched)
+        touched |= out.touched
+        if time.perf_counter() - stored_at >= 1.0:
+            stream.snapshots(touched)
+            touched, stored_at = set(), time.perf_counter()
+    stream.snapshots(touched)
     seconds = time.perf_counter() - began
     what = "with the default rules" if rules else "without rules"
-    print(f"  pipeline {what}: {readings / seconds:,.0f} readings/s ({alerts} alerts)")
+    print(
+        f"  pipeline {what}, steps of {step} envelopes ({step * 50:,} readings):"
+        f" {readings / seconds:,.0f} readings/s ({alerts} alerts)"
+    )
 
 
 PROBE_RULE = f"""
@@ -313,6 +326,8 @@ def main() -> int:
     engine_alone(registry, envelopes)
     pipeline(registry, envelopes, None)
     pipeline(registry, envelopes, RuleEngine(load_default_rules(), registry))
+    # As a live worker takes them: what arrives within its fetch wait.
+    pipeline(registry, envelopes, RuleEngine(load_default_rules(), registry), step=6)
     if args.latency_rate:
         latency(args, copies)
     return 0
