@@ -24,7 +24,10 @@ A crossing's latency is from producing that reading to the webhook receiving its
 firing or resolved notification (an aiohttp server in this process).
 
     .venv/bin/python benchmarks/alert_rules.py [--sensors 10000] [--minutes 10]
-        [--latency-rate 1000 3000] [--seconds 60] [--every-s 4]
+        [--latency-rate 1000 3000] [--seconds 60] [--every-s 4] [--profile-worker]
+
+``--profile-worker`` runs each latency run's worker under cProfile (so slower) and
+prints where its main thread's time goes.
 
 (Not ``benchmarks/rules.py``: a script's folder comes first on ``sys.path``, and a
 module of that name would hide the ``rules`` package.)
@@ -34,7 +37,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import math
+import pstats
 import tempfile
 import threading
 import time
@@ -48,9 +53,11 @@ from streaming import (
     PROBE_GATEWAY,
     PROBE_SENSOR,
     create_topics,
+    profile_table,
     servers,
     stage_envelopes,
     stream_worker,
+    worker_breakdown,
     write_registry,
 )
 
@@ -278,7 +285,10 @@ def latency(args: argparse.Namespace, copies: int) -> None:
                         "URBANSENSE_RULES": rules,
                         "URBANSENSE_ROUTING": str(folder / "routing.yaml"),
                     }
-                    with stream_worker(folder, run, kafka, url, registry_path, settings=settings):
+                    profile = folder / f"{run}.prof" if args.profile_worker else None
+                    with stream_worker(
+                        folder, run, kafka, url, registry_path, profile, settings=settings
+                    ):
                         hook.arrivals.clear()
                         crossings = asyncio.run(
                             produce(
@@ -301,9 +311,13 @@ def latency(args: argparse.Namespace, copies: int) -> None:
                     figures = "no notification arrived"
                 print(
                     f"  threshold crossing -> webhook at {rate:,.0f} readings/s: {figures}"
-                    f" ({len(delays)} of {len(crossings)} crossings notified)",
+                    f" ({len(delays)} of {len(crossings)} crossings notified)"
+                    + (", the worker under cProfile" if profile else ""),
                     flush=True,
                 )
+                if profile is not None and profile.exists():
+                    stats = pstats.Stats(str(profile), stream=io.StringIO())
+                    print(f"{worker_breakdown(stats)}\n{profile_table(stats, 12)}", flush=True)
 
 
 def main() -> int:
@@ -313,6 +327,11 @@ def main() -> int:
     parser.add_argument("--latency-rate", type=float, nargs="*", default=[])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--every-s", type=float, default=4.0)
+    parser.add_argument(
+        "--profile-worker",
+        action="store_true",
+        help="run each latency run's worker under cProfile and print where its time goes",
+    )
     args = parser.parse_args()
     copies = math.ceil(args.sensors / SENSORS_PER_COPY)
     with tempfile.TemporaryDirectory(prefix="bench-rules-") as folder:
