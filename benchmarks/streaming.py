@@ -271,8 +271,9 @@ WORKER_PARTS = (
     ("  codec.decode_batch", "telemetry/codec.py", "decode_batch"),
     ("  pipeline.process", "stream/pipeline.py", "process"),
     ("  sink write (write_until_done)", "stream/app/agents.py", "write_until_done"),
-    ("  state: pipeline.snapshots", "stream/pipeline.py", "snapshots"),
-    ("  state: table set (changelog)", "faust/tables/table.py", "on_key_set"),
+    ("the state store, once a second", "stream/app/agents.py", "store_state"),
+    ("  pipeline.snapshots", "stream/pipeline.py", "snapshots"),
+    ("  table set (changelog)", "faust/tables/table.py", "on_key_set"),
     ("building the app (registry, detectors)", "stream/app/app.py", "build_app"),
     ("waiting in epoll (idle)", "~", "<method 'poll' of 'select.epoll' objects>"),
 )
