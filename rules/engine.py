@@ -316,7 +316,7 @@ class _Compiled:
         self.clears = _test(rule.clearing)
         self.worse: Callable[[float, float], bool] = operator.gt if fire.op.upward else operator.lt
 
-    def selects_detector(self, detector: str) -> bool:
+    def selects_detector(self, detector: str | None) -> bool:
         """Whether the rule takes scores of this detector."""
         return self.detectors is None or detector in self.detectors
 
@@ -335,7 +335,7 @@ class _Compiled:
         if self.scored:
             if sample.score is None:
                 return False
-            if self.detectors is not None and sample.detector not in self.detectors:
+            if not self.selects_detector(sample.detector):
                 return False
         return True
 
