@@ -168,15 +168,14 @@ def define_agents(
 
     async def store_state() -> None:
         """Store every touched key in its district's partition; then ack their events."""
-        written = set()
+        records: dict[int, list[tuple[bytes, bytes]]] = {}
         for key, state in pipeline.snapshots(touched).items():
             partition = partition_of.get(pipeline.district_of(key))
             if partition is None:  # never: every key is routed with its readings
                 log.error("no partition for a state key; not stored", key=key)
                 continue
-            tables.state.put(key.encode(), state, partition=partition)
-            written.add(partition)
-        await tables.state.seal(written)
+            records.setdefault(partition, []).append((key.encode(), state))
+        await tables.state.store(records)
         touched.clear()
         for event in held:
             event.ack()

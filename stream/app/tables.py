@@ -13,25 +13,31 @@ of its districts. Faust would take the partition from the current event, which a
 batched agent does not have, or hash the key, which scatters a district's keys over
 every partition; :class:`DistrictTable` writes to the partition the agent names.
 
-After each step's writes the agent seals the partitions it wrote
-(:meth:`DistrictTable.seal`): once they are flushed, one small record more goes to
-each, on its own. Tansu reports a partition's end as the first offset of its last
-produced record batch plus one (measured: 13 records produced in one batch at offsets
-247-259, end offset 248), and a worker taking a partition over restores its table
-only up to that end, so without the seal the last step's state but one record would
-be lost at a takeover and its readings taken as new when resent. The seal is ignored
-when read back; on Apache Kafka it costs a few bytes per step.
+The agent stores many keys at once (:meth:`DistrictTable.store`): their records go
+to the changelog in whole record batches, a partition at a time, not one by one
+through Faust's producer buffer (see :mod:`stream.app.transport`).
+
+After the records of a store, one small record more, the seal, goes to each
+partition written, in a batch of its own. Tansu reports a partition's end as the
+first offset of its last produced record batch plus one (measured: 13 records
+produced in one batch at offsets 247-259, end offset 248), and a worker taking a
+partition over restores its table only up to that end, so without the seal all but
+one record of the last batch would be lost at a takeover, and their readings taken
+as new when resent. The seal is ignored when read back; on Apache Kafka it costs a
+few bytes per store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
 
 from stream.app.settings import StreamSettings
+from stream.app.transport import BatchProducer
 
 __all__ = ["SEAL_KEY", "DistrictTable", "Tables", "define_tables"]
 
@@ -55,15 +61,21 @@ class DistrictTable(faust.Table[bytes, bytes]):
         finally:
             self._partition = None
 
-    async def seal(self, partitions: Iterable[int]) -> None:
-        """Send every write so far, then queue a seal record on each partition.
+    async def store(self, records: Mapping[int, Sequence[tuple[bytes, bytes]]]) -> None:
+        """Store ``(key, value)`` records, by changelog partition; return when Kafka has them.
 
-        The seals go in produce requests of their own; Faust flushes them before it
-        commits any offset, so they need no wait here.
+        Each partition's records go in as few record batches as hold them, then its
+        seal in a batch of its own.
         """
-        await self.app.producer.flush()
-        for partition in sorted(set(partitions)):
-            self.send_changelog(partition, SEAL_KEY, b"")
+        producer = cast(BatchProducer, self.app.producer)
+        topic = self.changelog_topic.get_topic_name()
+        sent: list[asyncio.Future[Any]] = []
+        for partition, items in records.items():
+            self.data.update(items)
+            sent += await producer.send_records(topic, partition, items)
+        await asyncio.gather(*sent)
+        seals = [await producer.send_records(topic, p, [(SEAL_KEY, b"")]) for p in records]
+        await asyncio.gather(*(f for futures in seals for f in futures))
 
     def partition_for_key(self, key: Any) -> int:
         """The partition :meth:`put` names; a plain ``table[key] = value`` is refused."""

@@ -1,4 +1,4 @@
-"""Faust's Kafka transport, with a setting for how long a fetch may wait for data.
+"""Faust's Kafka transport: a setting for how long a fetch may wait, and batched produce.
 
 Faust's aiokafka consumer asks the broker to hold each fetch up to 1.5 s until data
 arrives (``fetch_max_wait_ms``, fixed in Faust). Apache Kafka answers such a fetch as
@@ -11,6 +11,12 @@ alerts), so the wait is most of the time from a reading to its alert.
 :class:`StreamFaustApp` is a :class:`faust.App` whose consumer waits at most
 ``fetch_wait_ms``; a shorter wait costs a few empty fetches a second while idle.
 
+Its producer also sends many records to one partition as whole record batches
+(:meth:`BatchProducer.send_records`). Faust sends each record on its own: a table
+write goes through a queue, a task, a future and a flush wait per record, which
+under cProfile cost a live worker more of its main thread than its whole pipeline
+when it stored a few thousand state keys a second.
+
 >>> app = StreamFaustApp("example", fetch_wait_ms=100)
 >>> app.fetch_wait_ms
 100
@@ -18,13 +24,15 @@ alerts), so the wait is most of the time from a reading to its alert.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
 from typing import Any, cast
 
 import aiokafka  # type: ignore[import-untyped,unused-ignore]
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-__all__ = ["StreamFaustApp"]
+__all__ = ["BatchProducer", "StreamFaustApp"]
 
 FAUST_FETCH_WAIT_MS = 1500
 """The longest wait of a fetch in Faust's own consumer."""
@@ -56,5 +64,32 @@ class _Consumer(faust_aiokafka.Consumer):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
+class BatchProducer(faust_aiokafka.Producer):
+    """Faust's aiokafka producer, able to send records to a partition in whole batches."""
+
+    async def send_records(
+        self, topic: str, partition: int, records: Iterable[tuple[bytes, bytes]]
+    ) -> list[asyncio.Future[Any]]:
+        """Queue ``(key, value)`` records for one partition, as few record batches as hold them.
+
+        Returns one future per batch, done when Kafka has acknowledged it. The records
+        keep their order. A batch holds up to ``producer_max_batch_size`` bytes, or one
+        record larger than that.
+        """
+        producer = self._ensure_producer()
+        futures: list[asyncio.Future[Any]] = []
+        batch = producer.create_batch()
+        for key, value in records:
+            if batch.append(key=key, value=value, timestamp=None) is not None:
+                continue
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            batch = producer.create_batch()
+            batch.append(key=key, value=value, timestamp=None)  # an empty batch takes any
+        if batch.record_count():
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+        return futures
+
+
 class _Transport(faust_aiokafka.Transport):
     Consumer = _Consumer
+    Producer = BatchProducer
