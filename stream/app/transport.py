@@ -11,11 +11,21 @@ alerts), so the wait is most of the time from a reading to its alert.
 :class:`StreamFaustApp` is a :class:`faust.App` whose consumer waits at most
 ``fetch_wait_ms``; a shorter wait costs a few empty fetches a second while idle.
 
-Its producer also sends many records to one partition as whole record batches
-(:meth:`BatchProducer.send_records`). Faust sends each record on its own: a table
-write goes through a queue, a task, a future and a flush wait per record, which
-under cProfile cost a live worker more of its main thread than its whole pipeline
-when it stored a few thousand state keys a second.
+Its producer (:class:`BatchProducer`) differs from Faust's in two ways:
+
+* It sends many records to one partition as whole record batches
+  (:meth:`BatchProducer.send_records`). Faust sends each record on its own: a
+  table write goes through a queue, a task, a future and a flush wait per record,
+  which under cProfile cost a live worker more of its main thread than its whole
+  pipeline when it stored a few thousand state keys a second.
+* Its client keeps the metadata of every topic it sends to. aiokafka's client asks
+  for every topic's metadata until the first topic it did not know is sent to (a
+  changelog or the alerts topic, created after the worker started); from then on it
+  asks only for the topics it had to add, and the metadata of the others is dropped
+  at the next refresh. A batch for a dropped topic then waits for a partition
+  leader that no refresh will bring, and the worker stops sending to that topic
+  for good (seen here: the ``by_district`` records of a finished backlog stayed
+  queued, the readings agent never got them).
 
 >>> app = StreamFaustApp("example", fetch_wait_ms=100)
 >>> app.fetch_wait_ms
@@ -65,7 +75,22 @@ class _Consumer(faust_aiokafka.Consumer):
 
 
 class BatchProducer(faust_aiokafka.Producer):
-    """Faust's aiokafka producer, able to send records to a partition in whole batches."""
+    """Faust's aiokafka producer: batches to a partition, metadata of every topic it sends to."""
+
+    _tracked: frozenset[str] = frozenset()
+
+    def _track(self, topic: str) -> aiokafka.AIOKafkaProducer:
+        """The aiokafka producer, its client told to keep ``topic``'s metadata."""
+        producer = self._ensure_producer()
+        if topic not in self._tracked:
+            producer.client.add_topic(topic)
+            self._tracked |= {topic}
+        return producer
+
+    async def send(self, topic: str, *args: Any, **kwargs: Any) -> Any:
+        """Faust's send, with ``topic`` tracked first."""
+        self._track(topic)
+        return await super().send(topic, *args, **kwargs)
 
     async def send_records(
         self, topic: str, partition: int, records: Iterable[tuple[bytes, bytes]]
@@ -76,7 +101,7 @@ class BatchProducer(faust_aiokafka.Producer):
         keep their order. A batch holds up to ``producer_max_batch_size`` bytes, or one
         record larger than that.
         """
-        producer = self._ensure_producer()
+        producer = self._track(topic)
         futures: list[asyncio.Future[Any]] = []
         batch = producer.create_batch()
         for key, value in records:
