@@ -87,8 +87,7 @@ def build_app(settings: StreamSettings) -> StreamApp:
     registry = _registry(settings.registry)
 
     def scan(prefix: str) -> list[tuple[str, bytes]]:
-        wanted = prefix.encode()
-        return [(k.decode(), v) for k, v in list(state.items()) if k.startswith(wanted)]
+        return [(k.decode(), v) for k, v in state.with_prefix(prefix.encode())]
 
     pipeline = Pipeline(
         registry,

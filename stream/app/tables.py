@@ -30,11 +30,13 @@ few bytes per store.
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
+from faust.types import TP
 
 from stream.app.settings import StreamSettings
 from stream.app.transport import BatchProducer
@@ -52,6 +54,8 @@ class DistrictTable(faust.Table[bytes, bytes]):
     """
 
     _partition: int | None = None
+    _sorted: list[bytes] | None = None
+    """Every key, sorted, for :meth:`with_prefix`; None: sort again."""
 
     def put(self, key: bytes, value: bytes, *, partition: int) -> None:
         """Store ``value`` under ``key``, its changelog record in ``partition``."""
@@ -76,6 +80,34 @@ class DistrictTable(faust.Table[bytes, bytes]):
         await asyncio.gather(*sent)
         seals = [await producer.send_records(topic, p, [(SEAL_KEY, b"")]) for p in records]
         await asyncio.gather(*(f for futures in seals for f in futures))
+
+    def with_prefix(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        """Every stored ``(key, value)`` whose key starts with ``prefix``, in key order.
+
+        The keys are kept sorted, and sorted again only after the table gained keys or
+        recovered partitions, so that looking up every district's rule states costs a
+        sort, not a pass over the table per district.
+
+        >>> # state.with_prefix(b"rules/old-town/")
+        """
+        data = self.data
+        if self._sorted is None or len(self._sorted) != len(data):
+            self._sorted = sorted(data.keys())
+        keys = self._sorted
+        found = []
+        for i in range(bisect_left(keys, prefix), len(keys)):
+            key = keys[i]
+            if not key.startswith(prefix):
+                break
+            value = data.get(key)
+            if value is not None:
+                found.append((key, value))
+        return found
+
+    async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        """Faust's recovery end; the keys are sorted again at the next :meth:`with_prefix`."""
+        self._sorted = None
+        await super().on_recovery_completed(active_tps, standby_tps)
 
     def partition_for_key(self, key: Any) -> int:
         """The partition :meth:`put` names; a plain ``table[key] = value`` is refused."""
