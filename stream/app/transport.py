@@ -77,14 +77,18 @@ class _Consumer(faust_aiokafka.Consumer):
 class BatchProducer(faust_aiokafka.Producer):
     """Faust's aiokafka producer: batches to a partition, metadata of every topic it sends to."""
 
-    _tracked: frozenset[str] = frozenset()
+    _tracked: tuple[object, frozenset[str]] = (None, frozenset())
+    """The aiokafka client, and the topics it was told to keep (a restart makes a new one)."""
 
     def _track(self, topic: str) -> aiokafka.AIOKafkaProducer:
         """The aiokafka producer, its client told to keep ``topic``'s metadata."""
         producer = self._ensure_producer()
-        if topic not in self._tracked:
+        client, topics = self._tracked
+        if client is not producer.client:
+            topics = frozenset()
+        if topic not in topics:
             producer.client.add_topic(topic)
-            self._tracked |= {topic}
+            self._tracked = (producer.client, topics | {topic})
         return producer
 
     async def send(self, topic: str, *args: Any, **kwargs: Any) -> Any:
