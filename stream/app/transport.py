@@ -15,9 +15,10 @@ Its producer (:class:`BatchProducer`) differs from Faust's in two ways:
 
 * It sends many records to one partition as whole record batches
   (:meth:`BatchProducer.send_records`). Faust sends each record on its own: a
-  table write goes through a queue, a task, a future and a flush wait per record,
-  which under cProfile cost a live worker more of its main thread than its whole
-  pipeline when it stored a few thousand state keys a second.
+  table write goes through a queue, a task, a future and a flush wait per record.
+  Under cProfile, a live worker storing a few thousand keys a second made 320,000
+  flush waits and 185,000 tasks in 40 s, and its readings agent had a sixth of its
+  main thread's busy time.
 * Its client keeps the metadata of every topic it sends to. aiokafka's client asks
   for every topic's metadata until the first topic it did not know is sent to (a
   changelog or the alerts topic, created after the worker started); from then on it
