@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from simulators.engine import City
@@ -270,6 +270,7 @@ def test_a_district_without_traffic_weighs_by_length() -> None:
 
 
 @given(st.lists(st.tuples(st.floats(0, 10), st.floats(0, 1e4)), min_size=1, max_size=8))
+@example(parts=[(0.5, 5e-324)])  # a weight that underflowed to 0 when multiplied
 def test_district_tpi_lies_between_its_segments(parts: list[tuple[float, float]]) -> None:
     segments = [rated(tpi, vkm) for tpi, vkm in parts]
     district = district_index("d", segments)

@@ -471,6 +471,10 @@ def district_index(
     weighting = "typical_vehicle_km" if typical else "vehicle_km"
     if math.fsum(weights) <= 0:
         weights, weighting = [s.length_km for s in rated], "length"
+    # Relative to the largest, so that a weight as small as 5e-324 does not underflow
+    # to 0 when multiplied by a TPI and leave a mean below every segment's.
+    top = max(weights)
+    weights = [w / top for w in weights]
     total = math.fsum(weights)
     tpi = math.fsum(w * s.tpi for w, s in zip(weights, rated, strict=True)) / total
     tpi = min(10.0, max(0.0, tpi))
