@@ -616,6 +616,11 @@ class Bridge:
                 continue
             if kafka.create_topics_partitions is not None:
                 await self._create_topics(kafka.create_topics_partitions)
+            # Track the three topics from the start: aiokafka's client otherwise asks for
+            # all topics until it first sends to one it did not know, then only for those
+            # it added, and drops the others' metadata (see stream.app.transport).
+            topics = self.config.topics
+            producer.client.set_topics([topics.readings, topics.status, topics.dead_letter])
             self._producer = producer
             self.stats.kafka_ready = True
             self._log.info("kafka connected", kafka=kafka.bootstrap_servers)
