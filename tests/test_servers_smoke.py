@@ -24,10 +24,6 @@ from aiokafka import (  # type: ignore[import-untyped,unused-ignore]
     AIOKafkaConsumer,
     AIOKafkaProducer,
 )
-from aiokafka.admin import (  # type: ignore[import-untyped,unused-ignore]
-    AIOKafkaAdminClient,
-    NewTopic,
-)
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write.point import Point
 from influxdb_client.client.write_api import SYNCHRONOUS
@@ -39,6 +35,7 @@ from tests.servers._procs import log_tail, require_binary
 from tests.servers.faust_echo import ECHO_PREFIX
 from tests.servers.influxdb1 import InfluxDB1Server
 from tests.servers.mosquitto import SHIPPED_CONFIG, MosquittoServer
+from tests.servers.stream_worker import create_topics
 from tests.servers.tansu import TansuServer, faust_echo_worker
 from tests.servers.tls import CertFiles, TestPki
 from tests.servers.victoria_metrics import VictoriaMetricsServer
@@ -460,17 +457,6 @@ def test_a_broken_pem_file_makes_tls_set_raise_ssl_error(test_pki: TestPki) -> N
 # ---------------------------------------------------------------------------- Kafka
 
 
-async def create_topics(tansu: TansuServer, *names: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=tansu.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(name, num_partitions=1, replication_factor=1) for name in names]
-        )
-    finally:
-        await admin.close()
-
-
 async def produce(tansu: TansuServer, topic: str, key: bytes, value: bytes) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=tansu.bootstrap_servers, acks="all")
     await producer.start()
@@ -500,7 +486,7 @@ def test_tansu_aiokafka_round_trip(tansu: TansuServer) -> None:
     topic = unique("smoke")
 
     async def scenario() -> tuple[bytes, bytes]:
-        await create_topics(tansu, topic)
+        await create_topics(tansu, [topic], 1)
         await produce(tansu, topic, key=b"aq-lakeside-01", value=b'{"pm2_5": 35.0}')
         return await consume_one(tansu, topic)
 
@@ -511,7 +497,7 @@ def test_tansu_aiokafka_round_trip(tansu: TansuServer) -> None:
 def test_faust_agent_round_trip_on_tansu(tansu: TansuServer, tmp_path: Path) -> None:
     app_id = unique("smoke_faust")
     source, sink = f"{app_id}_in", f"{app_id}_out"
-    asyncio.run(asyncio.wait_for(create_topics(tansu, source, sink), TIMEOUT))
+    asyncio.run(asyncio.wait_for(create_topics(tansu, [source, sink], 1), TIMEOUT))
 
     worker = faust_echo_worker(tansu, tmp_path, app_id=app_id, source=source, sink=sink)
     worker.start()

@@ -13,26 +13,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped,unused-ignore]
-
 from stream.app.transport import BatchProducer, StreamFaustApp
+from tests.servers.stream_worker import create_topics
 from tests.servers.tansu import TansuServer
-
-
-async def _create(tansu: TansuServer, *names: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=tansu.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(name, num_partitions=2, replication_factor=1) for name in names]
-        )
-    finally:
-        await admin.close()
 
 
 async def _known_after_refresh(tansu: TansuServer) -> dict[str, Any]:
     """Send to a topic that existed at start and one made later; refresh; what is known."""
-    await _create(tansu, "transport.early")
+    await create_topics(tansu, ["transport.early"], 2)
     app = StreamFaustApp("transport-test", broker=tansu.faust_broker)
     producer = app.producer
     assert isinstance(producer, BatchProducer)
@@ -40,7 +28,7 @@ async def _known_after_refresh(tansu: TansuServer) -> dict[str, Any]:
     try:
         sent = await producer.send("transport.early", b"k", b"v", 0, None, None)
         await asyncio.wait_for(sent, 30)
-        await _create(tansu, "transport.later")
+        await create_topics(tansu, ["transport.later"], 2)
         batches = await producer.send_records("transport.later", 1, [(b"a", b"1"), (b"b", b"2")])
         await asyncio.wait_for(asyncio.gather(*batches), 30)
         client = producer._ensure_producer().client
