@@ -273,7 +273,7 @@ WORKER_PARTS = (
     ("  sink write (write_until_done)", "stream/app/agents.py", "write_until_done"),
     ("the state store, once a second", "stream/app/agents.py", "store_state"),
     ("  pipeline.snapshots", "stream/pipeline.py", "snapshots"),
-    ("  table set (changelog)", "faust/tables/table.py", "on_key_set"),
+    ("  changelog batches (table.store)", "stream/app/tables.py", "store"),
     ("building the app (registry, detectors)", "stream/app/app.py", "build_app"),
     ("waiting in epoll (idle)", "~", "<method 'poll' of 'select.epoll' objects>"),
 )
