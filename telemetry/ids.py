@@ -43,6 +43,8 @@ def id_problem(value: str) -> str | None:
     >>> id_problem("")
     'is empty'
     """
+    if len(value) <= MAX_ID_LENGTH and _ID_RE.fullmatch(value):
+        return None  # the common case; the pattern excludes every reserved character
     if not value:
         return "is empty"
     for char, problem in _RESERVED_CHARS.items():

@@ -39,7 +39,7 @@ from __future__ import annotations
 import inspect
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
@@ -57,6 +57,7 @@ __all__ = [
     "build",
     "check",
     "register",
+    "split_rounds",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -287,20 +288,26 @@ class Detector(ABC):
         neighbours: FloatArray | None = None,
         *,
         learn: bool = True,
+        rounds: Sequence[IntArray] | None = None,
     ) -> FloatArray:
         """Score, then learn, a batch of observations of many series, in order.
 
         ``rows`` come from :meth:`rows_of`; a series may appear several times, and its
         observations are taken in the order given. Scores are what :meth:`score_one`
-        would have given before each :meth:`learn_one`.
+        would have given before each :meth:`learn_one`. ``rounds`` is what
+        :func:`split_rounds` gives for ``rows``, for a caller that runs several detectors over
+        the same series.
         """
+        if not self.state_fields:  # nothing learned: order does not matter
+            return self._score(rows, ts, x, neighbours)
         scores = np.empty(len(rows), dtype=np.float64)
-        for idx in _rounds(rows):
+        for idx in rounds if rounds is not None else split_rounds(rows):
             r, t, v = rows[idx], ts[idx], x[idx]
             nb = None if neighbours is None else neighbours[idx]
-            scores[idx] = self._score(r, t, v, nb)
             if learn:
-                self._learn(r, t, v, nb)
+                scores[idx] = self._score_learn(r, t, v, nb)
+            else:
+                scores[idx] = self._score(r, t, v, nb)
         return scores
 
     # ------------------------------------------------------------ what subclasses write
@@ -316,6 +323,18 @@ class Detector(ABC):
     ) -> None:
         """Learn one observation each of distinct series (``neighbours`` as for ``_score``)."""
 
+    def _score_learn(
+        self, rows: IntArray, ts: FloatArray, x: FloatArray, neighbours: FloatArray | None
+    ) -> FloatArray:
+        """:meth:`_score`, then :meth:`_learn`: a detector whose two share work overrides it.
+
+        A batch runs one such step per round, so whatever both read of the state (a
+        bucket's mean, the neighbours' picture) is worth working out once.
+        """
+        scores = self._score(rows, ts, x, neighbours)
+        self._learn(rows, ts, x, neighbours)
+        return scores
+
     def _expect(
         self, rows: IntArray, ts: FloatArray, neighbours: FloatArray | None
     ) -> tuple[FloatArray, FloatArray, FloatArray] | None:
@@ -323,22 +342,28 @@ class Detector(ABC):
         return None
 
 
-def _rounds(rows: IntArray) -> Iterator[IntArray]:
-    """Split a batch into rounds in which each series appears at most once, in order."""
-    if len(rows) <= 1:
-        yield np.arange(len(rows))
-        return
-    if len(np.unique(rows)) == len(rows):
-        yield np.arange(len(rows))
-        return
+def split_rounds(rows: IntArray) -> list[IntArray]:
+    """Split a batch into rounds in which each series appears at most once, in order.
+
+    Each round holds positions in ``rows``, ascending; a series' ``n``-th observation is
+    in round ``n``.
+
+    >>> [r.tolist() for r in split_rounds(np.array([7, 3, 7, 7, 3]))]
+    [[0, 1], [2, 4], [3]]
+    """
+    n = len(rows)
+    if n <= 1:
+        return [np.arange(n)]
     order = np.argsort(rows, kind="stable")
     sorted_rows = rows[order]
     starts = np.r_[True, sorted_rows[1:] != sorted_rows[:-1]]
-    group_start = np.maximum.accumulate(np.where(starts, np.arange(len(rows)), 0))
-    rank = np.empty(len(rows), dtype=np.intp)
-    rank[order] = np.arange(len(rows)) - group_start
-    for r in range(int(rank.max()) + 1):
-        yield np.flatnonzero(rank == r)
+    if starts.all():  # no series repeats: one round
+        return [np.arange(n)]
+    group_start = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+    rank = np.empty(n, dtype=np.intp)
+    rank[order] = np.arange(n) - group_start
+    by_round = np.argsort(rank, kind="stable")  # positions ascending within a round
+    return np.split(by_round, np.cumsum(np.bincount(rank))[:-1])
 
 
 REGISTRY: dict[str, type[Detector]] = {}

@@ -38,7 +38,7 @@ from stream.anomaly.base import (
     check,
     register,
 )
-from stream.anomaly.seasonal import BUCKETS, Period, bucket_of, scale_floor
+from stream.anomaly.seasonal import BUCKETS, UINT16_MAX, Period, bucket_of, scale_floor
 
 __all__ = ["Cusum"]
 
@@ -135,19 +135,26 @@ class Cusum(Detector):
     def _learn(
         self, rows: IntArray, ts: FloatArray, x: FloatArray, neighbours: FloatArray | None
     ) -> None:
+        self._score_learn(rows, ts, x, neighbours)
+
+    def _score_learn(
+        self, rows: IntArray, ts: FloatArray, x: FloatArray, neighbours: FloatArray | None
+    ) -> FloatArray:
         s = self._state
         b, mean, scale, n = self._baseline(rows, ts)
         warm = n >= self.grace_period
         z, up, down = self._sums(rows, x, mean, scale, warm)
+        score = np.maximum(up, down)
         weight = np.where(warm, self.alpha, 1.0 / (n + 1.0))
         residual = np.where(warm, np.clip(z, -self.clip, self.clip) * scale, x - mean)
         dev = s["dev"][rows, b]
-        fired = np.maximum(up, down) >= self.threshold
+        fired = score >= self.threshold
         s["mean"][rows, b] = np.where(fired, x, mean + weight * residual)
         s["dev"][rows, b] = np.where(n == 0, 0.0, dev + weight * (np.abs(residual) - dev))
-        s["n"][rows, b] = np.minimum(n + 1, np.iinfo(np.uint16).max)
+        s["n"][rows, b] = np.minimum(n + 1, UINT16_MAX)
         s["up"][rows] = np.where(fired, 0.0, up)
         s["down"][rows] = np.where(fired, 0.0, down)
+        return score
 
     def _expect(
         self, rows: IntArray, ts: FloatArray, neighbours: FloatArray | None

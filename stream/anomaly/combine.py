@@ -39,6 +39,7 @@ from stream.anomaly.base import (
     IntArray,
     Observation,
     StateField,
+    split_rounds,
 )
 
 __all__ = ["Combiner", "Verdict", "calibrate"]
@@ -202,9 +203,12 @@ class Combiner:
         calibrated = np.empty((len(self.detectors), len(keys)))
         raw = np.empty_like(calibrated)
         shared = self._shared_rows(keys)
+        # Every detector sees the same series in the same order: one split into rounds.
+        rounds = split_rounds(self.detectors[0].rows_of(keys) if shared is None else shared)
         for i, d in enumerate(self.detectors):
             rows = self._rows(d, keys, shared)
-            raw[i] = d.process(rows, ts, x, neighbours if d.uses_neighbours else None)
+            nb = neighbours if d.uses_neighbours else None
+            raw[i] = d.process(rows, ts, x, nb, rounds=rounds)
             calibrated[i] = calibrate(raw[i], d.alert_level, self.sharpness)
         which = np.argmax(calibrated, axis=0)
         cols = np.arange(len(keys))
@@ -212,7 +216,8 @@ class Combiner:
         if self.cooldown:
             levels = np.asarray([d.alert_level for d in self.detectors])
             ratio = raw[which, cols] / levels[which]
-            held = self._hold.process(self._rows(self._hold, keys, shared), ts, ratio)
+            rows = self._rows(self._hold, keys, shared)
+            held = self._hold.process(rows, ts, ratio, rounds=rounds)
             score = np.where(held > 0, np.minimum(score / 2, _HELD_MAX), score)
         return score, which, raw[which, cols]
 
@@ -263,7 +268,14 @@ class _Hold(Detector):
     def _learn(
         self, rows: IntArray, ts: FloatArray, x: FloatArray, neighbours: FloatArray | None
     ) -> None:
-        start = (x >= 1.0) & ~self._held(rows, x)
+        self._score_learn(rows, ts, x, neighbours)
+
+    def _score_learn(
+        self, rows: IntArray, ts: FloatArray, x: FloatArray, neighbours: FloatArray | None
+    ) -> FloatArray:
+        held = self._held(rows, x)
+        start = (x >= 1.0) & ~held
         left = self._state["left"][rows]
         self._state["peak"][rows] = np.where(start, x, self._state["peak"][rows])
         self._state["left"][rows] = np.where(start, self.cooldown, np.maximum(left - 1, 0))
+        return held.astype(np.float64)

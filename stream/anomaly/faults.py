@@ -136,7 +136,10 @@ class StuckValue(Detector):
     def _score(
         self, rows: IntArray, ts: FloatArray, x: FloatArray, neighbours: FloatArray | None
     ) -> FloatArray:
-        run, anchor = self._step(rows, x)
+        return self._scored(*self._step(rows, x))
+
+    def _scored(self, run: IntArray, anchor: FloatArray) -> FloatArray:
+        """The score of a run of ``run`` readings at ``anchor``."""
         ignored = (np.abs(anchor[:, None] - self._ignore) <= self.tolerance).any(axis=1)
         return np.where((run >= 2) & ~ignored, run / self.min_run, 0.0)
 
@@ -146,6 +149,14 @@ class StuckValue(Detector):
         run, anchor = self._step(rows, x)
         self._state["anchor"][rows] = anchor
         self._state["run"][rows] = np.minimum(run, _INT32_MAX)
+
+    def _score_learn(
+        self, rows: IntArray, ts: FloatArray, x: FloatArray, neighbours: FloatArray | None
+    ) -> FloatArray:
+        run, anchor = self._step(rows, x)
+        self._state["anchor"][rows] = anchor
+        self._state["run"][rows] = np.minimum(run, _INT32_MAX)
+        return self._scored(run, anchor)
 
 
 # ---------------------------------------------------------------- silence
@@ -223,10 +234,13 @@ class Silence(Detector):
     def _ratio(self, rows: IntArray | slice, now: FloatArray | float) -> FloatArray:
         """``silence / (factor x typical interval)`` at ``now``; 0 while warming up."""
         s = self._state
-        silent = now - s["last_ts"][rows]
-        allowed = self.factor * s["interval"][rows].astype(np.float64)
-        warm = (s["n"][rows] >= self.grace_period) & (silent > 0)
-        return np.where(warm, silent / np.where(warm, allowed, 1.0), 0.0)
+        typical = s["interval"][rows].astype(np.float64)
+        return self._ratio_of(now - s["last_ts"][rows], typical, s["n"][rows])
+
+    def _ratio_of(self, silent: FloatArray, typical: FloatArray, n: IntArray) -> FloatArray:
+        """:meth:`_ratio` from the seconds of silence and the series' interval and count."""
+        warm = (n >= self.grace_period) & (silent > 0)
+        return np.where(warm, silent / np.where(warm, self.factor * typical, 1.0), 0.0)
 
     def _score(
         self, rows: IntArray, ts: FloatArray, x: FloatArray, neighbours: FloatArray | None
@@ -236,11 +250,17 @@ class Silence(Detector):
     def _learn(
         self, rows: IntArray, ts: FloatArray, x: FloatArray, neighbours: FloatArray | None = None
     ) -> None:
+        self._score_learn(rows, ts, x, neighbours)
+
+    def _score_learn(
+        self, rows: IntArray, ts: FloatArray, x: FloatArray, neighbours: FloatArray | None
+    ) -> FloatArray:
         s = self._state
         last = s["last_ts"][rows]
         n = s["n"][rows].astype(np.intp)
         typical = s["interval"][rows].astype(np.float64)
         gap = ts - last
+        ratio = self._ratio_of(gap, typical, n)
         new = gap > 0  # False for a first reading (NaN gap), a duplicate, a late one
         interval = np.where(new, np.maximum(gap, self.min_interval_s), 1.0)
         known = np.where(n > 0, typical, interval)
@@ -250,6 +270,7 @@ class Silence(Detector):
         s["interval"][rows] = np.where(new, known * np.exp(weight * step), typical)
         s["n"][rows] = np.where(new, np.minimum(n + 1, _INT32_MAX), n)
         s["last_ts"][rows] = np.fmax(last, ts)
+        return ratio
 
     def overdue(self, now: float) -> Overdue:
         """The series silent for at least ``alert_level`` at ``now``, most overdue first.

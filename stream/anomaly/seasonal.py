@@ -24,7 +24,7 @@ True
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar, Final, Literal
 
 import numpy as np
 
@@ -43,6 +43,8 @@ Period = Literal["day", "day_weekend", "week"]
 BUCKETS: dict[str, int] = {"day": 24, "day_weekend": 48, "week": 168}
 """How many buckets each period has."""
 _EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
+UINT16_MAX: Final = int(np.iinfo(np.uint16).max)
+"""Where a bucket's count stops (its state is a uint16)."""
 
 
 def scale_floor(
@@ -157,7 +159,13 @@ class SeasonalBaseline(Detector):
     def _learn(
         self, rows: IntArray, ts: FloatArray, x: FloatArray, neighbours: FloatArray | None
     ) -> None:
+        self._score_learn(rows, ts, x, neighbours)
+
+    def _score_learn(
+        self, rows: IntArray, ts: FloatArray, x: FloatArray, neighbours: FloatArray | None
+    ) -> FloatArray:
         b, mean, scale, n = self._bucket_stats(rows, ts)
+        score = np.where(n >= self.grace_period, np.abs(x - mean) / scale, 0.0)
         weight = np.maximum(1.0 / (n + 1.0), self.alpha)
         residual = x - mean
         clipped = np.where(
@@ -171,7 +179,8 @@ class SeasonalBaseline(Detector):
         new_dev = np.where(n == 0, 0.0, dev + weight * (np.abs(clipped) - dev))
         self._state["mean"][rows, b] = new_mean
         self._state["dev"][rows, b] = new_dev
-        self._state["n"][rows, b] = np.minimum(n + 1, np.iinfo(np.uint16).max)
+        self._state["n"][rows, b] = np.minimum(n + 1, UINT16_MAX)
+        return score
 
     def _expect(
         self, rows: IntArray, ts: FloatArray, neighbours: FloatArray | None

@@ -322,8 +322,13 @@ class NeighbourConsensus(Detector):
             for name in ("bias", "spread", "baseline", "baseline_spread")
         }
 
-    def _picture(self, rows: IntArray, neighbours: FloatArray | None) -> _Picture:
-        s = self._state_of(rows)
+    def _picture(
+        self,
+        rows: IntArray,
+        neighbours: FloatArray | None,
+        state: dict[str, FloatArray] | None = None,
+    ) -> _Picture:
+        s = self._state_of(rows) if state is None else state
         return _picture(
             self._neighbours(rows, neighbours),
             s["spread"],
@@ -351,11 +356,17 @@ class NeighbourConsensus(Detector):
     def _learn(
         self, rows: IntArray, ts: FloatArray, x: FloatArray, neighbours: FloatArray | None = None
     ) -> None:
-        p = self._picture(rows, neighbours)
+        self._score_learn(rows, ts, x, neighbours)
+
+    def _score_learn(
+        self, rows: IntArray, ts: FloatArray, x: FloatArray, neighbours: FloatArray | None
+    ) -> FloatArray:
         s = self._state_of(rows)
+        p = self._picture(rows, neighbours, s)
         n = self._state["n"][rows].astype(np.intp)
         learn = p.enough & np.isfinite(x)
         warm = n >= self.grace_period
+        score = np.abs(np.where(learn & warm, x - s["bias"] - p.median, 0.0)) / p.scale
         # Before the first reading a mean has nothing to deviate from: spreads start at 0.
         first = np.maximum(n, 1)
         weight = np.maximum(self.alpha, 1.0 / (n + 1))
@@ -378,6 +389,7 @@ class NeighbourConsensus(Detector):
         for name, value in updates.items():
             self._state[name][rows] = np.where(learn, value, s[name])
         self._state["n"][rows] = np.where(learn, np.minimum(n + 1, _INT32_MAX), n)
+        return score
 
     def _expect(
         self, rows: IntArray, ts: FloatArray, neighbours: FloatArray | None

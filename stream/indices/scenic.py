@@ -48,7 +48,7 @@ Design
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import IntEnum
 from typing import Final
@@ -87,6 +87,8 @@ class OccupancyTier(IntEnum):
 
 
 _TIERS: Final = (OccupancyTier.FULL, OccupancyTier.RESTRICT, OccupancyTier.WARNING)
+_THRESHOLDS: Final = tuple((tier, float(tier.value)) for tier in _TIERS)
+"""Each tier with its threshold as a float: a float comparison is cheaper than an IntEnum's."""
 
 
 def tier_of(pct: float) -> OccupancyTier:
@@ -95,7 +97,10 @@ def tier_of(pct: float) -> OccupancyTier:
     >>> tier_of(79.99), tier_of(80.0), tier_of(99.9), tier_of(130.0)
     (<OccupancyTier.NORMAL: 0>, <OccupancyTier.WARNING: 80>, <OccupancyTier.RESTRICT: 90>, <OccupancyTier.FULL: 100>)
     """  # noqa: E501 - a doctest's output is one line
-    return next((tier for tier in _TIERS if pct >= tier), OccupancyTier.NORMAL)
+    for tier, threshold in _THRESHOLDS:
+        if pct >= threshold:
+            return tier
+    return OccupancyTier.NORMAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +232,7 @@ class DayTally:
 
     def add(self, counts: GateCounts) -> DayTally:
         """These totals with a gate's counts added."""
-        return replace(self, entries=self.entries + counts.entries, exits=self.exits + counts.exits)
+        return DayTally(self.day, self.entries + counts.entries, self.exits + counts.exits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,30 +329,35 @@ def apply(
         yesterday, past_day = yesterday.add(counts), True
     else:
         ignored = True
+    flags = (new_day, late, past_day, ignored)
     if past_day and yesterday is not None:  # the past day's figures; no tier crossings
-        update, tier = _figures(config, yesterday, as_of, before=None), state.tier
+        update, tier = _figures(config, yesterday, as_of, None, flags), state.tier
     elif ignored:
-        update, tier = _figures(config, today, as_of, before=None), state.tier
+        update, tier = _figures(config, today, as_of, None, flags), state.tier
     else:
-        update = _figures(config, today, as_of, before=state.tier)
+        update = _figures(config, today, as_of, state.tier, flags)
         tier = update.tier
-    new_state = OccupancyState(today, yesterday, tier, as_of, latest)
-    return new_state, replace(
-        update, new_day=new_day, late=late, past_day=past_day, ignored=ignored
-    )
+    return OccupancyState(today, yesterday, tier, as_of, latest), update
 
 
 def _figures(
-    config: ScenicConfig, tally: DayTally, ts: datetime, before: OccupancyTier | None
+    config: ScenicConfig,
+    tally: DayTally,
+    ts: datetime,
+    before: OccupancyTier | None,
+    flags: tuple[bool, bool, bool, bool],
 ) -> OccupancyUpdate:
-    """The figures of a day's totals; tiers crossed from ``before`` (None: none crossed)."""
+    """The figures of a day's totals; tiers crossed from ``before`` (None: none crossed).
+
+    ``flags``: the update's ``new_day``, ``late``, ``past_day`` and ``ignored``.
+    """
     occupancy = max(0, tally.entries - tally.exits)
     pct = 100.0 * occupancy / config.instantaneous_capacity
     tier = tier_of(pct)
     daily_pct = 100.0 * tally.entries / config.daily_capacity
     raised: tuple[OccupancyTier, ...] = ()
     cleared: tuple[OccupancyTier, ...] = ()
-    if before is not None:
+    if before is not None and before is not tier:
         raised = tuple(t for t in reversed(_TIERS) if before < t <= tier)
         cleared = tuple(t for t in _TIERS if tier < t <= before)
     return OccupancyUpdate(
@@ -363,4 +373,8 @@ def _figures(
         daily_pct=daily_pct,
         daily_tier=tier_of(daily_pct),
         unexplained_exits=max(0, tally.exits - tally.entries),
+        new_day=flags[0],
+        late=flags[1],
+        past_day=flags[2],
+        ignored=flags[3],
     )
