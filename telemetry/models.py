@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
@@ -59,6 +60,26 @@ MAX_READINGS_PER_BATCH = 10_000
 def _to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
+
+_PLAIN_RANGES: Mapping[Kind, Mapping[str, tuple[float, float]]] = {
+    kind: {
+        name: (spec.low, spec.high)
+        for name, spec in specs.items()
+        if not spec.integer and spec.max_rate_per_s is None
+    }
+    for kind, specs in CATALOGUE.items()
+}
+"""Per kind, the metrics whose valid range depends on nothing else, with that range.
+
+A value inside it is valid (NaN and infinities never are); any other goes through the
+whole check, which says what is wrong.
+"""
+
+_COUNTS: Mapping[Kind, frozenset[str]] = {
+    kind: frozenset(n for n, s in specs.items() if s.semantics is Semantics.INTERVAL_COUNT)
+    for kind, specs in CATALOGUE.items()
+}
+"""Per kind, its interval counts: metrics that need the reading's ``interval_s``."""
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 """An aware timestamp, converted to UTC. Naive timestamps are refused."""
@@ -158,7 +179,11 @@ class Reading(_Wire):
             return metrics
         known = CATALOGUE[kind]
         interval_s = info.data.get("interval_s")
+        plain = _PLAIN_RANGES[kind]
         for name, value in metrics.items():
+            bounds = plain.get(name)
+            if bounds is not None and bounds[0] <= value <= bounds[1]:
+                continue  # the common case: a gauge's value within its range
             spec = known.get(name)
             if spec is None:
                 raise PydanticCustomError(
@@ -188,23 +213,15 @@ class Reading(_Wire):
         return metrics
 
     @model_validator(mode="after")
-    def _interval_given_for_counts(self) -> Self:
-        if self.interval_s is None:
-            counts = [
-                name
-                for name in self.metrics
-                if CATALOGUE[self.kind][name].semantics is Semantics.INTERVAL_COUNT
-            ]
-            if counts:
-                raise PydanticCustomError(
-                    "missing_interval",
-                    "interval_s is required with interval counts ({metrics})",
-                    {"metrics": ", ".join(counts), "field": "interval_s", "value": None},
-                )
-        return self
-
-    @model_validator(mode="after")
-    def _stats_bracket_their_metric(self) -> Self:
+    def _consistent(self) -> Self:
+        """Interval counts come with their interval; stats bracket their metric's value."""
+        if self.interval_s is None and not _COUNTS[self.kind].isdisjoint(self.metrics):
+            counts = [name for name in self.metrics if name in _COUNTS[self.kind]]
+            raise PydanticCustomError(
+                "missing_interval",
+                "interval_s is required with interval counts ({metrics})",
+                {"metrics": ", ".join(counts), "field": "interval_s", "value": None},
+            )
         for name, stats in self.stats.items():
             value = self.metrics.get(name)
             if value is None:
