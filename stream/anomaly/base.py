@@ -4,14 +4,17 @@ A detector keeps the state of many series (a series is one sensor's metric) in
 numpy arrays, one row per series. :meth:`Detector.learn_one` and
 :meth:`Detector.score_one` are river's per-observation calls on one series;
 :meth:`Detector.process` scores and then learns a batch of observations of many
-series at once, row-wise in numpy. Both paths run the same code, so they give the
-same scores.
+series at once, row-wise in numpy, in rounds in which each series appears once. Both
+paths run the same code, so they give the same scores.
 
 A subclass declares its state (:attr:`Detector.state_fields`: name, shape per
 series, dtype, initial value) and implements two methods on arrays of distinct
 series: ``_score(rows, ts, x, neighbours)`` and ``_learn(rows, ts, x, neighbours)``
-(``neighbours`` is None unless :attr:`Detector.uses_neighbours`). Everything else
-(series slots, batching, state bytes, cloning) lives here.
+(``neighbours`` is None unless :attr:`Detector.uses_neighbours`). A detector whose two
+read the same state may also override ``_score_learn``, both in one step, which a batch
+runs once per round; it must give what ``_score`` and then ``_learn`` would (the
+conformance tests check that). A detector without state scores a batch in one call.
+Everything else (series slots, batching, state bytes, cloning) lives here.
 
 Scores are ``>= 0``, higher is more anomalous, and ``0`` during a warm-up. Their unit
 is the detector's own (a robust z, a CUSUM statistic, seconds of silence); each
