@@ -68,7 +68,7 @@ def test_a_district_s_idle_time_is_a_setting() -> None:
 
 
 def test_how_often_the_state_is_stored_is_a_setting() -> None:
-    assert StreamSettings.from_env({}).state_seconds == 1.0
+    assert StreamSettings.from_env({}).state_seconds == 5.0
     assert StreamSettings.from_env({"URBANSENSE_STATE_SECONDS": "2.5"}).state_seconds == 2.5
     with pytest.raises(ValueError, match="URBANSENSE_STATE_SECONDS"):
         StreamSettings.from_env({"URBANSENSE_STATE_SECONDS": "0"})

@@ -15,8 +15,8 @@ touched in the table, each in the changelog partition of its district (at once
 when a rebalance or a shutdown stops the flow), and only then acks those steps'
 events, so their offsets move on. A crash anywhere replays what was not stored, and
 the replay is harmless (duplicates are dropped by seq, points overwrite themselves).
-Storing once a second instead of after each step snapshots a sensor once for all its
-readings of that second.
+Storing every few seconds (5 by default) instead of after each step snapshots a
+sensor once for all its readings of those seconds.
 
 ``status``: gateway status messages become ``gateway`` points.
 

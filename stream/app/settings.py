@@ -113,7 +113,7 @@ class StreamSettings(BaseModel):
     energy_warm_up_h: float = Field(default=2.0, ge=0)
     batch: int = Field(default=500, ge=1)
     batch_seconds: float = Field(default=0.5, gt=0)
-    state_seconds: float = Field(default=1.0, gt=0)
+    state_seconds: float = Field(default=5.0, gt=0)
     fetch_wait_ms: int = Field(default=100, ge=1, le=60_000)
     datadir: str = "urbansense-stream-data"
 
