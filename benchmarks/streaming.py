@@ -271,7 +271,7 @@ WORKER_PARTS = (
     ("  codec.decode_batch", "telemetry/codec.py", "decode_batch"),
     ("  pipeline.process", "stream/pipeline.py", "process"),
     ("  sink write (write_until_done)", "stream/app/agents.py", "write_until_done"),
-    ("the state store, once a second", "stream/app/agents.py", "store_state"),
+    ("the state store, every state_seconds", "stream/app/agents.py", "store_state"),
     ("  pipeline.snapshots", "stream/pipeline.py", "snapshots"),
     ("  changelog batches (table.store)", "stream/app/tables.py", "store"),
     ("building the app (registry, detectors)", "stream/app/app.py", "build_app"),

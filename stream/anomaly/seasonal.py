@@ -154,6 +154,10 @@ class SeasonalBaseline(Detector):
         self, rows: IntArray, ts: FloatArray, x: FloatArray, neighbours: FloatArray | None
     ) -> FloatArray:
         _, mean, scale, n = self._bucket_stats(rows, ts)
+        return self._z(x, mean, scale, n)
+
+    def _z(self, x: FloatArray, mean: FloatArray, scale: FloatArray, n: IntArray) -> FloatArray:
+        """``|x - mean| / scale``, 0 while the bucket is in its grace period."""
         return np.where(n >= self.grace_period, np.abs(x - mean) / scale, 0.0)
 
     def _learn(
@@ -165,7 +169,7 @@ class SeasonalBaseline(Detector):
         self, rows: IntArray, ts: FloatArray, x: FloatArray, neighbours: FloatArray | None
     ) -> FloatArray:
         b, mean, scale, n = self._bucket_stats(rows, ts)
-        score = np.where(n >= self.grace_period, np.abs(x - mean) / scale, 0.0)
+        score = self._z(x, mean, scale, n)
         weight = np.maximum(1.0 / (n + 1.0), self.alpha)
         residual = x - mean
         clipped = np.where(

@@ -230,6 +230,16 @@ def classify(
     return PATTERNS[int(code[0])]
 
 
+def _scored(x: FloatArray, bias: FloatArray, p: _Picture, warm: BoolArray) -> FloatArray:
+    """How far ``x`` lies from its neighbours' median plus its own bias, in their scale.
+
+    0 where there are too few neighbours, the series is still warming up, or ``x`` is
+    not a number.
+    """
+    ok = p.enough & warm & np.isfinite(x)
+    return np.abs(np.where(ok, x - bias - p.median, 0.0)) / p.scale
+
+
 @register
 class NeighbourConsensus(Detector):
     """Distance from the neighbours' median, after the station's learned bias, in robust sigmas.
@@ -347,11 +357,8 @@ class NeighbourConsensus(Detector):
     def _score(
         self, rows: IntArray, ts: FloatArray, x: FloatArray, neighbours: FloatArray | None
     ) -> FloatArray:
-        p = self._picture(rows, neighbours)
-        ok = p.enough & self._warm(rows) & np.isfinite(x)
         bias = self._state["bias"][rows].astype(np.float64)
-        residual = np.where(ok, x - bias - p.median, 0.0)
-        return np.abs(residual) / p.scale
+        return _scored(x, bias, self._picture(rows, neighbours), self._warm(rows))
 
     def _learn(
         self, rows: IntArray, ts: FloatArray, x: FloatArray, neighbours: FloatArray | None = None
@@ -366,7 +373,7 @@ class NeighbourConsensus(Detector):
         n = self._state["n"][rows].astype(np.intp)
         learn = p.enough & np.isfinite(x)
         warm = n >= self.grace_period
-        score = np.abs(np.where(learn & warm, x - s["bias"] - p.median, 0.0)) / p.scale
+        score = _scored(x, s["bias"], p, warm)
         # Before the first reading a mean has nothing to deviate from: spreads start at 0.
         first = np.maximum(n, 1)
         weight = np.maximum(self.alpha, 1.0 / (n + 1))
