@@ -488,6 +488,8 @@ class RuleEngine:
         self._district_of: dict[tuple[int, str], str] = {}
         self._sensor_site: dict[str, str] = {}
         self._gateway_site: dict[str, str] = {}
+        # per district, its sensors' and gateways' (kind, subject ids), to seed absence
+        self._members: dict[str, list[tuple[str, tuple[str | None, ...]]]] = {}
         if registry is not None:
             self._learn_registry(registry)
         self._seeded: set[str | None] = set()  # districts seeded; None: all of them
@@ -516,6 +518,14 @@ class RuleEngine:
             self._names[pos("district"), district.id] = _display(district.name, district.name_zh)
         self._sensor_site = {s.id: s.site for s in registry.sensors}
         self._gateway_site = {g.id: g.site for g in registry.gateways}
+        for s in registry.sensors:
+            where = site_district[s.site]
+            of_sensor = (s.id, s.gateway, s.site, s.area, s.segment, s.building, where)
+            self._members.setdefault(where, []).append((s.kind.value, of_sensor))
+        for g in registry.gateways:
+            where = site_district[g.site]
+            of_gateway = (None, g.id, g.site, None, None, None, where)
+            self._members.setdefault(where, []).append(("gateway", of_gateway))
 
     def _district(self, ids: tuple[str | None, ...]) -> str | None:
         district = ids[6]
@@ -932,45 +942,18 @@ class RuleEngine:
 
     def _seed(self, t: float, district: str | None = None) -> None:
         """Absence states for the registry's sensors and gateways (of ``district``), seen ``t``."""
-        registry = self.registry
-        if registry is None:
-            return
-        site_district = {s.id: s.district for s in registry.sites if district in (None, s.district)}
+        if district is None:
+            members = [m for ms in self._members.values() for m in ms]
+        else:
+            members = self._members.get(district, [])
         for compiled in self._rules:
             per = compiled.absence_per
             if per not in (SubjectLabel.SENSOR, SubjectLabel.GATEWAY):
                 continue
-            select = compiled.rule.select
-            if per is SubjectLabel.SENSOR:
-                for s in registry.sensors:
-                    if select.kind not in (None, s.kind.value) or s.site not in site_district:
-                        continue
-                    self._seed_one(
-                        compiled,
-                        (
-                            s.id,
-                            s.gateway,
-                            s.site,
-                            s.area,
-                            s.segment,
-                            s.building,
-                            site_district[s.site],
-                        ),
-                        t,
-                        s.kind.value,
-                    )
-            else:
-                if select.kind not in (None, "gateway"):
-                    continue
-                for g in registry.gateways:
-                    if g.site not in site_district:
-                        continue
-                    self._seed_one(
-                        compiled,
-                        (None, g.id, g.site, None, None, None, site_district[g.site]),
-                        t,
-                        "gateway",
-                    )
+            want = compiled.rule.select.kind
+            for kind, ids in members:
+                if (kind == "gateway") == (per is SubjectLabel.GATEWAY) and want in (None, kind):
+                    self._seed_one(compiled, ids, t, kind)
 
     def _seed_one(
         self, compiled: _Compiled, ids: tuple[str | None, ...], t: float, kind: str
