@@ -618,40 +618,61 @@ class Pipeline:
 
         Of a reading's metrics, only those some rule may look at become samples
         (:meth:`~rules.engine.RuleEngine.wants`), and one for the absence rules, which
-        only note that the sensor reported. Absence rules are checked once per minute
-        of event time.
+        only note that the sensor reported: of those, the batch's first and last per
+        sensor and metric are enough (the first resolves an absence, the last is when
+        the sensor was last heard). Absence rules are checked once per minute of event
+        time.
         """
         samples: list[Sample] = []
         wants, watchers = rules.wants, rules.watchers
+        tags = self._tags
+        # An absence rule only needs to know when a subject reported: of the samples
+        # only such rules look at, a batch keeps each sensor metric's first and last.
+        ends: dict[tuple[str, str], tuple[Sample, Sample]] = {}
         i = 0
         for reading in readings:
             kind = reading.kind.value
-            where = self._tags[reading.sensor_id]
+            where = tags[reading.sensor_id]
             covered = _NO_RULES  # the absence rules that have a sample of this reading
             for metric, value in reading.metrics.items():
                 _, score, detector, _ = scores[i]
                 i += 1
                 watching = watchers(kind, metric)
-                if wants(kind, metric, detector) or not watching <= covered:
-                    covered |= watching
-                    samples.append(
-                        Sample(
-                            kind,
-                            metric,
-                            float(value),
-                            reading.ts,
-                            reading.sensor_id,
-                            where.gateway,
-                            where.site,
-                            None,
-                            None,
-                            None,
-                            where.district,
-                            where.extra,
-                            score,
-                            detector,
-                        )
-                    )
+                wanted = wants(kind, metric, detector)
+                if not wanted and watching <= covered:
+                    continue
+                covered |= watching
+                sample = Sample(
+                    kind,
+                    metric,
+                    float(value),
+                    reading.ts,
+                    reading.sensor_id,
+                    where.gateway,
+                    where.site,
+                    None,
+                    None,
+                    None,
+                    where.district,
+                    where.extra,
+                    score,
+                    detector,
+                )
+                if wanted:
+                    samples.append(sample)
+                    continue
+                key = (reading.sensor_id, metric)
+                held = ends.get(key)
+                if held is None:
+                    ends[key] = (sample, sample)
+                elif sample.ts < held[0].ts:
+                    ends[key] = (sample, held[1])
+                elif sample.ts >= held[1].ts:
+                    ends[key] = (held[0], sample)
+        for first, last in ends.values():
+            samples.append(first)
+            if last is not first:
+                samples.append(last)
         for point in points:
             samples += _index_samples(rules, point)
         alerts = rules.evaluate(samples)

@@ -1220,14 +1220,18 @@ class EverySample(RuleEngine):
         return True
 
 
-def test_rules_see_only_the_samples_they_may_look_at_and_alert_as_if_they_saw_all() -> None:
+@pytest.mark.parametrize("size", [ENVELOPES_PER_BATCH, 40])
+def test_rules_see_only_the_samples_they_may_look_at_and_alert_as_if_they_saw_all(
+    size: int,
+) -> None:
     """A reading's metrics become rule samples only where a rule may look at them.
 
     The same night, with a stuck station, a spiking one (its neighbours see it), a
     gateway silent for half an hour and a leaking mall, goes through the default
     rules twice: once as the pipeline builds samples, once with every metric of every
     reading a sample. The alerts are the same (on a value, on a detector's score, on
-    absence), from fewer than half the samples.
+    absence), from fewer than half the samples. In steps of 40 envelopes, a step
+    holds up to 8 readings of a sensor, of which the absence rules get two.
     """
     envs = envelopes(City(parse_scenario(NIGHT)).run())
     alerts, samples = [], []
@@ -1236,7 +1240,7 @@ def test_rules_see_only_the_samples_they_may_look_at_and_alert_as_if_they_saw_al
         EverySample(load_default_rules(), REGISTRY),
     ):
         pipeline = Pipeline(REGISTRY, rules=engine)
-        alerts.append([a for batch in batches(envs) for a in pipeline.process(batch).alerts])
+        alerts.append([a for batch in batches(envs, size) for a in pipeline.process(batch).alerts])
         samples.append(engine.stats.samples)
     chosen, every = alerts
     assert chosen == every
