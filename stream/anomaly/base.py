@@ -303,8 +303,13 @@ class Detector(ABC):
         """
         if not self.state_fields:  # nothing learned: order does not matter
             return self._score(rows, ts, x, neighbours)
+        if rounds is None:
+            rounds = split_rounds(rows)
+        if len(rounds) == 1:  # every series once: the round is the whole batch, in order
+            step = self._score_learn if learn else self._score
+            return step(rows, ts, x, neighbours)
         scores = np.empty(len(rows), dtype=np.float64)
-        for idx in rounds if rounds is not None else split_rounds(rows):
+        for idx in rounds:
             r, t, v = rows[idx], ts[idx], x[idx]
             nb = None if neighbours is None else neighbours[idx]
             if learn:
@@ -355,13 +360,11 @@ def split_rounds(rows: IntArray) -> list[IntArray]:
     [[0, 1], [2, 4], [3]]
     """
     n = len(rows)
-    if n <= 1:
+    if n <= 1 or len(set(rows.tolist())) == n:  # no series repeats: one round
         return [np.arange(n)]
     order = np.argsort(rows, kind="stable")
     sorted_rows = rows[order]
-    starts = np.r_[True, sorted_rows[1:] != sorted_rows[:-1]]
-    if starts.all():  # no series repeats: one round
-        return [np.arange(n)]
+    starts = np.concatenate(([True], sorted_rows[1:] != sorted_rows[:-1]))
     group_start = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
     rank = np.empty(n, dtype=np.intp)
     rank[order] = np.arange(n) - group_start
