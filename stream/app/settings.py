@@ -76,7 +76,10 @@ class StreamSettings(BaseModel):
         energy_warm_up_h: hours of readings an hour-of-the-week bucket of a meter's
             power baseline needs before it gives a baseline (two weeks by default).
         batch: the most envelopes taken from Kafka per step.
-        batch_seconds: the longest wait to fill a step.
+        batch_seconds: the longest wait to fill a step. Faust waits this long unless
+            the step fills, even with events in hand, so it adds up to that much
+            latency at each of the two hops (``route``, ``readings``) while the worker
+            keeps up; a worker that falls behind takes full steps from its backlog.
         state_seconds: how often the state the steps touched is stored in the
             changelog; a step's offsets are committed only once its state is stored,
             so a longer interval costs nothing in safety, only a longer replay after
@@ -112,7 +115,7 @@ class StreamSettings(BaseModel):
     idle_after_s: float = Field(default=60.0, gt=0)
     energy_warm_up_h: float = Field(default=2.0, ge=0)
     batch: int = Field(default=500, ge=1)
-    batch_seconds: float = Field(default=0.5, gt=0)
+    batch_seconds: float = Field(default=0.1, gt=0)
     state_seconds: float = Field(default=5.0, gt=0)
     fetch_wait_ms: int = Field(default=100, ge=1, le=60_000)
     datadir: str = "urbansense-stream-data"
