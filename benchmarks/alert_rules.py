@@ -137,9 +137,10 @@ def pipeline(
     stream.snapshots(touched)
     seconds = time.perf_counter() - began
     what = "with the default rules" if rules else "without rules"
+    samples = f", {rules.stats.samples:,} rule samples" if rules else ""
     print(
         f"  pipeline {what}, steps of {step} envelopes ({step * 50:,} readings):"
-        f" {readings / seconds:,.0f} readings/s ({alerts} alerts)"
+        f" {readings / seconds:,.0f} readings/s ({alerts} alerts{samples})"
     )
 
 
