@@ -626,9 +626,7 @@ class Pipeline:
         samples: list[Sample] = []
         wants, watchers = rules.wants, rules.watchers
         tags = self._tags
-        # An absence rule only needs to know when a subject reported: of the samples
-        # only such rules look at, a batch keeps each sensor metric's first and last.
-        ends: dict[tuple[str, str], tuple[Sample, Sample]] = {}
+        ends: dict[tuple[str, str], tuple[Sample, Sample]] = {}  # absence rules' only
         i = 0
         for reading in readings:
             kind = reading.kind.value
