@@ -38,7 +38,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Coroutine, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -81,6 +81,65 @@ async def write_until_done(
             pause = exc.retry_after or _RETRY_PAUSE_S
             log.warning("sink unavailable, holding the batch", error=str(exc), pause_s=pause)
             await asyncio.sleep(pause)
+
+
+_COMMIT_STALL_S = 30.0
+"""How long an acked offset may wait for Faust to commit it before the worker says so."""
+
+
+@dataclass
+class CommitWatch:
+    """Finds partitions whose acked offsets Faust has not committed for ``limit_s``.
+
+    Faust commits a partition's acked offsets only from its committed offset on,
+    without a hole; an offset it never sees acked (a known trouble after a takeover)
+    holds every later one back, silently. Each partition is reported once per lowest
+    waiting offset.
+
+    >>> watch = CommitWatch(limit_s=30)
+    >>> watch.observe(0.0, {"t/2": 140}), watch.observe(31.0, {"t/2": 140})
+    ([], ['t/2'])
+    >>> watch.observe(62.0, {"t/2": 140}), watch.observe(63.0, {})
+    ([], [])
+    """
+
+    limit_s: float = _COMMIT_STALL_S
+    _since: dict[str, tuple[int, float, bool]] = field(default_factory=dict, init=False, repr=False)
+
+    def observe(self, now: float, lowest: dict[str, int]) -> list[str]:
+        """Each partition's lowest acked, uncommitted offset at ``now``; the stalled ones."""
+        stalled: list[str] = []
+        since: dict[str, tuple[int, float, bool]] = {}
+        for partition, offset in lowest.items():
+            seen, at, told = self._since.get(partition, (offset, now, False))
+            if seen != offset:
+                seen, at, told = offset, now, False
+            if not told and now - at >= self.limit_s:
+                stalled.append(partition)
+                told = True
+            since[partition] = (seen, at, told)
+        self._since = since
+        return stalled
+
+
+def _waiting_offsets(consumer: Any) -> dict[str, dict[str, Any]]:
+    """Faust's bookkeeping of each partition with acked offsets it has not committed.
+
+    Reads Faust's private consumer state, for a log line only.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for tp, acked in list(getattr(consumer, "_acked", {}).items()):
+        if acked:
+            gaps = getattr(consumer, "_gap", {}).get(tp) or ()
+            found[f"{tp.topic}/{tp.partition}"] = {
+                "lowest": min(acked),
+                "highest": max(acked),
+                "acked": len(acked),
+                "committed": getattr(consumer, "_committed_offset", {}).get(tp),
+                "read": getattr(consumer, "_read_offset", {}).get(tp),
+                "gaps": [(g.begin, g.end) for g in sorted(gaps)][:5],
+            }
+    return found
 
 
 def _dead_letter(reason: str, source: str, payload: bytes) -> bytes:
@@ -185,12 +244,24 @@ def define_agents(
     async def readings(stream: faust.StreamT[bytes]) -> None:
         await sink.connect()
         keeper = asyncio.create_task(fatal(keep_state()))
+        watcher = asyncio.create_task(watch_commits())
         try:
             async for events in _batches(stream, settings.batch, settings.batch_seconds):
                 async with lock:
                     await fatal(step(events))
         finally:
             keeper.cancel()
+            watcher.cancel()
+
+    async def watch_commits() -> None:
+        """Say when acked offsets wait too long for their commit (see :class:`CommitWatch`)."""
+        watch = CommitWatch()
+        while True:
+            await asyncio.sleep(watch.limit_s / 6)
+            waiting = _waiting_offsets(app.consumer)
+            lowest = {tp: w["lowest"] for tp, w in waiting.items()}
+            for tp in watch.observe(time.monotonic(), lowest):
+                log.warning("acked offsets not committed", partition=tp, **waiting[tp])
 
     async def fatal(work: Coroutine[Any, Any, None]) -> None:
         """Run a step or the keeper; if it fails, end the worker at once, as if killed.
