@@ -258,7 +258,11 @@ def define_agents(
         watch = CommitWatch()
         while True:
             await asyncio.sleep(watch.limit_s / 6)
-            waiting = _waiting_offsets(app.consumer)
+            try:
+                waiting = _waiting_offsets(app.consumer)
+            except Exception:  # a Faust that keeps its books otherwise: stop watching
+                log.warning("cannot read Faust's acked offsets; commits unwatched", exc_info=True)
+                return
             lowest = {tp: w["lowest"] for tp, w in waiting.items()}
             for tp in watch.observe(time.monotonic(), lowest):
                 log.warning("acked offsets not committed", partition=tp, **waiting[tp])
