@@ -76,10 +76,11 @@ class StreamSettings(BaseModel):
         energy_warm_up_h: hours of readings an hour-of-the-week bucket of a meter's
             power baseline needs before it gives a baseline (two weeks by default).
         batch: the most envelopes taken from Kafka per step.
-        batch_seconds: the longest wait to fill a step. Faust waits this long unless
-            the step fills, even with events in hand, so it adds up to that much
-            latency at each of the two hops (``route``, ``readings``) while the worker
-            keeps up; a worker that falls behind takes full steps from its backlog.
+        batch_seconds: the longest wait to fill a ``readings`` or ``status`` step.
+            Faust waits this long unless the step fills, even with events in hand,
+            so it adds up to that much latency while the worker keeps up; a worker
+            that falls behind takes full steps from its backlog. (``route`` waits
+            at most 0.05 s, fixed.)
         state_seconds: how often the state the steps touched is stored in the
             changelog; a step's offsets are committed only once its state is stored,
             so a longer interval costs nothing in safety, only a longer replay after
