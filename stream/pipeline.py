@@ -626,11 +626,32 @@ class Pipeline:
         samples: list[Sample] = []
         wants, watchers = rules.wants, rules.watchers
         tags = self._tags
-        ends: dict[tuple[str, str], tuple[Sample, Sample]] = {}  # absence rules' only
+
+        def sample_of(seen: tuple[Reading, str, float, float, str]) -> Sample:
+            reading, metric, value, score, detector = seen
+            where = tags[reading.sensor_id]
+            return Sample(
+                reading.kind.value,
+                metric,
+                float(value),
+                reading.ts,
+                reading.sensor_id,
+                where.gateway,
+                where.site,
+                None,
+                None,
+                None,
+                where.district,
+                where.extra,
+                score,
+                detector,
+            )
+
+        # Of the metrics only absence rules look at: each sensor metric's first and last.
+        ends: dict[tuple[str, str], tuple[tuple[Reading, str, float, float, str], ...]] = {}
         i = 0
         for reading in readings:
             kind = reading.kind.value
-            where = tags[reading.sensor_id]
             covered = _NO_RULES  # the absence rules that have a sample of this reading
             for metric, value in reading.metrics.items():
                 _, score, detector, _ = scores[i]
@@ -640,37 +661,19 @@ class Pipeline:
                 if not wanted and watching <= covered:
                     continue
                 covered |= watching
-                sample = Sample(
-                    kind,
-                    metric,
-                    float(value),
-                    reading.ts,
-                    reading.sensor_id,
-                    where.gateway,
-                    where.site,
-                    None,
-                    None,
-                    None,
-                    where.district,
-                    where.extra,
-                    score,
-                    detector,
-                )
+                seen = (reading, metric, value, score, detector)
                 if wanted:
-                    samples.append(sample)
+                    samples.append(sample_of(seen))
                     continue
                 key = (reading.sensor_id, metric)
                 held = ends.get(key)
                 if held is None:
-                    ends[key] = (sample, sample)
-                elif sample.ts < held[0].ts:
-                    ends[key] = (sample, held[1])
-                elif sample.ts >= held[1].ts:
-                    ends[key] = (held[0], sample)
-        for first, last in ends.values():
-            samples.append(first)
-            if last is not first:
-                samples.append(last)
+                    ends[key] = (seen,)
+                elif reading.ts < held[0][0].ts:
+                    ends[key] = (seen, held[-1])
+                elif reading.ts >= held[-1][0].ts:
+                    ends[key] = (held[0], seen)
+        samples += [sample_of(seen) for pair in ends.values() for seen in pair]
         for point in points:
             samples += _index_samples(rules, point)
         alerts = rules.evaluate(samples)
