@@ -475,6 +475,14 @@ class RuleEngine:
         self._candidates: dict[tuple[str, str], tuple[_Compiled, ...]] = {}
         self._wanted: dict[tuple[str, str, str | None], bool] = {}
         self._watchers: dict[tuple[str, str], frozenset[int]] = {}
+        self._watch_keep: dict[
+            tuple[str, str],
+            tuple[frozenset[int], Callable[[tuple[str | None, ...]], object]],
+        ] = {}
+        self._stir_tests: dict[
+            tuple[str, str, str | None], tuple[tuple[bool, Callable[[float], bool]], ...] | None
+        ] = {}
+        self._of_sensor: dict[str, dict[str, _State]] = {}  # a sensor's states, by key
         self._states: dict[tuple[int, tuple[str | None, ...]], _State] = {}
         self._absence_slots: dict[
             tuple[int, tuple[str | None, ...], str | None],
@@ -616,6 +624,103 @@ class RuleEngine:
             )
         return found
 
+    def watched(
+        self, kind: str, metric: str, ids: tuple[str | None, ...]
+    ) -> tuple[frozenset[int], object]:
+        """What the :meth:`watchers` of a sample tell apart: they, and its ids that they keep.
+
+        Two samples with the same (of the same kind and metric) reach the same absence
+        states, which only keep the newest time: of many such samples, the earliest and
+        the latest are enough. Gateway-offline keeps the gateway (and district), so the
+        readings of all of a gateway's sensors are one subject to it.
+
+        >>> from rules.load import load_default_rules
+        >>> engine = RuleEngine(load_default_rules())
+        >>> ids = ("aq-1", "gw-1", "st-1", None, None, None, "d")
+        >>> engine.watched("pollution", "pm2_5", ids)[1]
+        ('gw-1', 'd')
+        """
+        found = self._watch_keep.get((kind, metric))
+        if found is None:
+            kept = sorted(
+                set[int]().union(
+                    *(c.absence_keep for c in self._rules_for(kind, metric) if c.absence_per)
+                )
+            )
+            ids_kept: Callable[[tuple[str | None, ...]], object] = (
+                operator.itemgetter(*kept) if kept else (lambda _: None)
+            )
+            found = self._watch_keep[kind, metric] = (self.watchers(kind, metric), ids_kept)
+        watching, of = found
+        return watching, of(ids)
+
+    def stirs(
+        self, kind: str, metric: str, detector: str | None, value: float, score: float | None
+    ) -> bool:
+        """Whether a reading's sample could move a rule whose state of its sensor is idle.
+
+        A sample of a :meth:`wanted <wants>` kind and metric is quiet if every rule that
+        may look at it keeps no window and does not fire on it (on ``value``, or on
+        ``score`` for a rule on anomaly scores). A quiet sample changes nothing unless
+        its sensor has a state that is pending or firing (:meth:`awake`), or another
+        sample of the same :meth:`evaluate` call stirs that state: so a caller holds the
+        quiet samples of a sensor back, and hands them over once one of its samples
+        stirs.
+        """
+        key = (kind, metric, detector)
+        tests = self._stir_tests.get(key, ())
+        if tests == ():
+            tests = self._stir_tests[key] = self._stir_tests_of(kind, metric, detector)
+        if tests is None:
+            return True
+        for scored, fires in tests:
+            raw = score if scored else value
+            if raw is not None and fires(raw):
+                return True
+        return False
+
+    def _stir_tests_of(
+        self, kind: str, metric: str, detector: str | None
+    ) -> tuple[tuple[bool, Callable[[float], bool]], ...] | None:
+        """The fire tests of :meth:`stirs`; None if a rule keeps a window (every sample stirs)."""
+        tests = []
+        for c in self._rules_for(kind, metric):
+            if c.absence_per is not None:
+                continue
+            if c.scored and (detector is None or not c.selects_detector(detector)):
+                continue
+            if c.window_s is not None:
+                return None
+            tests.append((c.scored, c.fires))
+        return tuple(tests)
+
+    def awake(self, sensor_id: str) -> bool:
+        """Whether a rule's state of this sensor is pending or firing (see :meth:`stirs`)."""
+        states = self._of_sensor.get(sensor_id)
+        return states is not None and any(s.phase != _INACTIVE for s in states.values())
+
+    def _hold(self, state: _State) -> None:
+        """Index a new state by its key (and by its sensor, if it has one)."""
+        old = self._by_key.pop(state.key, None)
+        if old is not None:
+            self._drop(old)
+        self._states[state.rule.index, state.subject_ids()] = state
+        self._by_key[state.key] = state
+        if state.rule.absence_per is not None:
+            self._absent[state.key] = state
+        elif state.subject.sensor_id is not None:
+            self._of_sensor.setdefault(state.subject.sensor_id, {})[state.key] = state
+
+    def _drop(self, state: _State) -> None:
+        """Forget a state held by :meth:`_hold`."""
+        self._by_key.pop(state.key, None)
+        self._states.pop((state.rule.index, state.subject_ids()), None)
+        self._absent.pop(state.key, None)
+        self._timed.pop(state.key, None)
+        sensor = state.subject.sensor_id
+        if sensor is not None and sensor in self._of_sensor:
+            self._of_sensor[sensor].pop(state.key, None)
+
     def evaluate(self, samples: Iterable[Sample]) -> list[Alert]:
         """Evaluate samples; return the alerts that fired or resolved, in order.
 
@@ -745,10 +850,7 @@ class RuleEngine:
                 self.stats.unusable += 1
                 return None
             state = _State(compiled, subject, district)
-            self._states[slot] = state
-            self._by_key[state.key] = state
-            if compiled.absence_per is not None:
-                self._absent[state.key] = state
+            self._hold(state)
         return state
 
     def _step(
@@ -1095,13 +1197,7 @@ class RuleEngine:
         except (KeyError, TypeError, ValueError, ValidationError) as exc:
             msg = f"key {key!r}: cannot restore its rule state: {exc}"
             raise ValueError(msg) from None
-        old = self._by_key.pop(key, None)
-        if old is not None:
-            self._states.pop((old.rule.index, old.subject_ids()), None)
-        self._states[compiled.index, state.subject_ids()] = state
-        self._by_key[key] = state
-        if compiled.absence_per is not None:
-            self._absent[key] = state
+        self._hold(state)
         if state.phase != _INACTIVE and (
             compiled.stale_s is not None or state.clear_since is not None
         ):
@@ -1127,10 +1223,7 @@ class RuleEngine:
         self._seeded -= districts  # seeded again from its stored states if it comes back
         gone = {d or _NO_DISTRICT for d in districts}
         for key in [k for k in self._by_key if self.district_of(k) in gone]:
-            state = self._by_key.pop(key)
-            self._states.pop((state.rule.index, state.subject_ids()), None)
-            self._absent.pop(key, None)
-            self._timed.pop(key, None)
+            self._drop(self._by_key[key])
             self._touched.discard(key)
 
     def alerts_firing(self) -> list[tuple[str, str]]:

@@ -617,14 +617,18 @@ class Pipeline:
         """The rules over a batch's on-time readings (with their scores) and index points.
 
         Of a reading's metrics, only those some rule may look at become samples
-        (:meth:`~rules.engine.RuleEngine.wants`), and one for the absence rules, which
-        only note that the sensor reported: of those, the batch's first and last per
-        sensor and metric are enough (the first resolves an absence, the last is when
-        the sensor was last heard). Absence rules are checked once per minute of event
-        time.
+        (:meth:`~rules.engine.RuleEngine.wants`), and of those only the ones of sensors
+        that :meth:`~rules.engine.RuleEngine.stirs` in this batch or that are
+        :meth:`~rules.engine.RuleEngine.awake` (the others change nothing). The absence
+        rules, which only note that a subject reported, get one metric of each
+        reading: of those, the batch's first and last per subject they tell apart
+        (:meth:`~rules.engine.RuleEngine.watched`) are enough (the first resolves an
+        absence, the last is when the subject was last heard). Absence rules are
+        checked once per minute of event time.
         """
         samples: list[Sample] = []
-        wants, watchers = rules.wants, rules.watchers
+        wants, watchers, stirs, awake = rules.wants, rules.watchers, rules.stirs, rules.awake
+        watched = rules.watched
         tags = self._tags
 
         def sample_of(seen: tuple[Reading, str, float, float, str]) -> Sample:
@@ -647,25 +651,39 @@ class Pipeline:
                 detector,
             )
 
-        # Of the metrics only absence rules look at: each sensor metric's first and last.
-        ends: dict[tuple[str, str], tuple[tuple[Reading, str, float, float, str], ...]] = {}
+        # Of the metrics only absence rules look at: each watched subject's first and last.
+        ends: dict[
+            tuple[frozenset[int], object], tuple[tuple[Reading, str, float, float, str], ...]
+        ] = {}
+        stirred: set[str] = set()  # sensors some rule may act on in this batch
+        quiet: list[tuple[Reading, str, float, float, str]] = []  # the other sensors' wanted
         i = 0
         for reading in readings:
             kind = reading.kind.value
+            sensor = reading.sensor_id
             covered = _NO_RULES  # the absence rules that have a sample of this reading
             for metric, value in reading.metrics.items():
                 _, score, detector, _ = scores[i]
                 i += 1
                 watching = watchers(kind, metric)
-                wanted = wants(kind, metric, detector)
-                if not wanted and watching <= covered:
+                seen = (reading, metric, value, score, detector)
+                if wants(kind, metric, detector):
+                    if (
+                        sensor in stirred
+                        or stirs(kind, metric, detector, value, score)
+                        or awake(sensor)
+                    ):
+                        stirred.add(sensor)
+                        samples.append(sample_of(seen))
+                        covered |= watching
+                        continue
+                    quiet.append(seen)
+                if watching <= covered:
                     continue
                 covered |= watching
-                seen = (reading, metric, value, score, detector)
-                if wanted:
-                    samples.append(sample_of(seen))
-                    continue
-                key = (reading.sensor_id, metric)
+                where = tags[sensor]
+                ids = (sensor, where.gateway, where.site, None, None, None, where.district)
+                key = watched(kind, metric, ids)
                 held = ends.get(key)
                 if held is None:
                     ends[key] = (seen,)
@@ -673,6 +691,7 @@ class Pipeline:
                     ends[key] = (seen, held[-1])
                 elif reading.ts >= held[-1][0].ts:
                     ends[key] = (held[0], seen)
+        samples += [sample_of(seen) for seen in quiet if seen[0].sensor_id in stirred]
         samples += [sample_of(seen) for pair in ends.values() for seen in pair]
         for point in points:
             samples += _index_samples(rules, point)

@@ -1191,6 +1191,36 @@ def test_rules_fire_once_are_written_and_their_state_moves_with_its_district() -
     assert first.rules.state_keys() == []
 
 
+PENDING_RULES = PM_RULES.replace("    clear: {below: 80}\n", "    for: 10m\n")
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        # one step, the breaking reading first: held back as quiet, taken when 0 stirs
+        [[_pm(1, 5, 50.0), _pm(2, 0, 150.0)], [_pm(3, 11, 150.0)]],
+        # the breaking reading a step of its own: taken since the sensor is pending
+        [[_pm(1, 0, 150.0)], [_pm(2, 5, 50.0)], [_pm(3, 11, 150.0)]],
+    ],
+)
+def test_a_quiet_reading_reaches_a_rule_that_its_sensor_is_pending_on(
+    steps: list[list[Batch]],
+) -> None:
+    """A value that fires nothing still breaks a pending condition of its sensor.
+
+    PM2.5 above 100 at minute 0, 50 at minute 5, above 100 again at 11: the condition
+    held for 10 minutes at no time, so the rule (``for: 10m``) never fires -- whether
+    the quiet reading came in the same step as the one that stirred the rule (and
+    before it), or in a step of its own while the rule was pending.
+    """
+    rules = RuleEngine(parse_rules(PENDING_RULES))
+    pipeline = Pipeline(load_example_registry(), rules=rules)
+    alerts = [a for step in steps for a in pipeline.process(step).alerts]
+    assert alerts == []
+    assert rules.awake("aq-pier-pollution")  # pending since minute 11
+    assert rules.stats.samples == 3
+
+
 NIGHT = """
 version: 1
 name: a faulty night in the example city
@@ -1219,8 +1249,13 @@ class EverySample(RuleEngine):
     def wants(self, kind: str, metric: str, detector: str | None) -> bool:
         return True
 
+    def stirs(
+        self, kind: str, metric: str, detector: str | None, value: float, score: float | None
+    ) -> bool:
+        return True
 
-@pytest.mark.parametrize("size", [ENVELOPES_PER_BATCH, 40])
+
+@pytest.mark.parametrize("size", [ENVELOPES_PER_BATCH, 40, 100])
 def test_rules_see_only_the_samples_they_may_look_at_and_alert_as_if_they_saw_all(
     size: int,
 ) -> None:
@@ -1230,8 +1265,9 @@ def test_rules_see_only_the_samples_they_may_look_at_and_alert_as_if_they_saw_al
     gateway silent for half an hour and a leaking mall, goes through the default
     rules twice: once as the pipeline builds samples, once with every metric of every
     reading a sample. The alerts are the same (on a value, on a detector's score, on
-    absence), from fewer than half the samples. In steps of 40 envelopes, a step
-    holds up to 8 readings of a sensor, of which the absence rules get two.
+    absence), from fewer than half the samples. In steps of 40 and 100 envelopes, a
+    step holds up to 8 and 20 readings of a sensor; the absence rules get two readings
+    of each gateway, and the anomaly rules only the readings of sensors they may act on.
     """
     envs = envelopes(City(parse_scenario(NIGHT)).run())
     alerts, samples = [], []

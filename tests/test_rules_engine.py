@@ -9,7 +9,7 @@ import pytest
 
 from rules.engine import RuleEngine, Sample
 from rules.load import load_default_rules, parse_rules
-from rules.model import RuleSet
+from rules.model import RuleSet, resolve_index
 from telemetry import Alert, AlertState, AlertSubject, Kind, alert_fingerprint
 from telemetry.registry import load_example_registry
 
@@ -440,6 +440,33 @@ def test_drop_districts_forgets_their_states() -> None:
     ]
     engine.drop_districts(["old-town"])
     assert [RuleEngine.district_of(k) for k in engine.state_keys()] == ["lakeside"]
+
+
+def test_a_sensor_is_awake_while_a_rule_of_it_is_pending_or_firing_wherever_its_state_goes() -> (
+    None
+):
+    """:meth:`RuleEngine.awake` follows the states, restored and dropped ones too."""
+    first = RuleEngine(rules(PM_RULE))
+    assert not first.stirs("pollution", "pm2_5", None, 70.0, None)
+    assert first.stirs("pollution", "pm2_5", None, 80.0, None)
+    run(first, [pm(0, 80), pm(0, 80, sensor="aq-9", district="old-town")])
+    assert [first.awake(s) for s in ("aq-1", "aq-9", "aq-2")] == [True, True, False]
+    run(first, [pm(1, 10, sensor="aq-9", district="old-town")])
+    assert not first.awake("aq-9")  # its condition failed: inactive, quiet samples do nothing
+    [key] = [k for k in first.state_keys() if RuleEngine.district_of(k) == "lakeside"]
+    second = RuleEngine(rules(PM_RULE))
+    second.restore(key, first.snapshot(key))
+    assert second.awake("aq-1")
+    second.drop_districts(["lakeside"])
+    assert not second.awake("aq-1")
+
+
+def test_a_rule_that_keeps_a_window_is_stirred_by_every_sample() -> None:
+    engine = RuleEngine(load_default_rules())
+    kind, metric = resolve_index("power_ratio") or ("", "")
+    assert engine.stirs(kind, metric, None, 0.0, None)  # a 30 min mean
+    assert not engine.stirs("energy", "power_w", "seasonal", 10.0, 0.1)  # score below 0.5
+    assert engine.stirs("energy", "power_w", "seasonal", 10.0, 0.6)
 
 
 def test_a_sample_meets_only_the_rules_that_select_it() -> None:
