@@ -37,7 +37,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Collection, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -83,34 +83,37 @@ async def write_until_done(
             await asyncio.sleep(pause)
 
 
-_COMMIT_STALL_S = 30.0
-"""How long an acked offset may wait for Faust to commit it before the worker says so."""
+_OFFSET_STALL_S = 30.0
+"""How long a partition's offset may stand still, with work waiting, before the worker says so."""
 
 
 @dataclass
-class CommitWatch:
-    """Finds partitions whose acked offsets Faust has not committed for ``limit_s``.
+class OffsetWatch:
+    """Finds partitions whose watched offset has stood still for ``limit_s``.
 
-    Faust commits a partition's acked offsets only from its committed offset on,
-    without a hole; an offset it never sees acked (a known trouble after a takeover)
-    holds every later one back, silently. Each partition is reported once per lowest
-    waiting offset.
+    The readings agent keeps two: one over each partition's lowest acked offset that
+    Faust has not committed, one over the last offset Faust read of each partition
+    with records past it. Faust commits a partition's acked offsets only from its
+    committed offset on, without a hole, so an offset it never sees acked (a known
+    trouble after a takeover) holds every later one back, silently; and a partition
+    that is never fetched again after a rebalance holds its records back the same
+    way. Each partition is reported once per offset it stands at.
 
-    >>> watch = CommitWatch(limit_s=30)
+    >>> watch = OffsetWatch(limit_s=30)
     >>> watch.observe(0.0, {"t/2": 140}), watch.observe(31.0, {"t/2": 140})
     ([], ['t/2'])
     >>> watch.observe(62.0, {"t/2": 140}), watch.observe(63.0, {})
     ([], [])
     """
 
-    limit_s: float = _COMMIT_STALL_S
+    limit_s: float = _OFFSET_STALL_S
     _since: dict[str, tuple[int, float, bool]] = field(default_factory=dict, init=False, repr=False)
 
-    def observe(self, now: float, lowest: dict[str, int]) -> list[str]:
-        """Each partition's lowest acked, uncommitted offset at ``now``; the stalled ones."""
+    def observe(self, now: float, offsets: dict[str, int]) -> list[str]:
+        """Each watched partition's offset at ``now``; the ones that stood still too long."""
         stalled: list[str] = []
         since: dict[str, tuple[int, float, bool]] = {}
-        for partition, offset in lowest.items():
+        for partition, offset in offsets.items():
             seen, at, told = self._since.get(partition, (offset, now, False))
             if seen != offset:
                 seen, at, told = offset, now, False
@@ -138,6 +141,33 @@ def _waiting_offsets(consumer: Any) -> dict[str, dict[str, Any]]:
                 "committed": getattr(consumer, "_committed_offset", {}).get(tp),
                 "read": getattr(consumer, "_read_offset", {}).get(tp),
                 "gaps": [(g.begin, g.end) for g in sorted(gaps)][:5],
+            }
+    return found
+
+
+def _unread_offsets(consumer: Any, topics: Collection[str]) -> dict[str, dict[str, Any]]:
+    """Each assigned partition of ``topics`` with records past the last offset Faust read.
+
+    ``read`` is Faust's read offset (-1: nothing yet), ``highwater`` the end the last
+    fetch saw, ``paused`` whether Faust holds the partition. For a log line only.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    read_offsets = getattr(consumer, "_read_offset", {})
+    paused: Collection[Any] = getattr(consumer, "_paused_partitions", ())
+    for tp in consumer.assignment():
+        if tp.topic not in topics:
+            continue
+        try:
+            highwater = consumer.highwater(tp)  # None until a fetch saw the partition's end
+        except AssertionError:  # revoked since: aiokafka asserts the assignment
+            highwater = None
+        read = read_offsets.get(tp)
+        read = -1 if read is None else read
+        if highwater is not None and highwater - 1 > read:
+            found[f"{tp.topic}/{tp.partition}"] = {
+                "read": read,
+                "highwater": highwater,
+                "paused": tp in paused,
             }
     return found
 
@@ -244,7 +274,7 @@ def define_agents(
     async def readings(stream: faust.StreamT[bytes]) -> None:
         await sink.connect()
         keeper = asyncio.create_task(fatal(keep_state()))
-        watcher = asyncio.create_task(watch_commits())
+        watcher = asyncio.create_task(watch_offsets())
         try:
             async for events in _batches(stream, settings.batch, settings.batch_seconds):
                 async with lock:
@@ -253,19 +283,28 @@ def define_agents(
             keeper.cancel()
             watcher.cancel()
 
-    async def watch_commits() -> None:
-        """Say when acked offsets wait too long for their commit (see :class:`CommitWatch`)."""
-        watch = CommitWatch()
+    async def watch_offsets() -> None:
+        """Say when a partition's commits or reads stand still (see :class:`OffsetWatch`)."""
+        commits, reads = OffsetWatch(), OffsetWatch()
+        streamed = {
+            t.get_topic_name() for t in (topics.readings, topics.by_district, topics.status)
+        }
         while True:
-            await asyncio.sleep(watch.limit_s / 6)
+            await asyncio.sleep(commits.limit_s / 6)
             try:
                 waiting = _waiting_offsets(app.consumer)
+                unread = _unread_offsets(app.consumer, streamed)
             except Exception:  # a Faust that keeps its books otherwise: stop watching
-                log.warning("cannot read Faust's acked offsets; commits unwatched", exc_info=True)
+                log.warning(
+                    "cannot read Faust's offsets; commits and reads unwatched", exc_info=True
+                )
                 return
+            now = time.monotonic()
             lowest = {tp: w["lowest"] for tp, w in waiting.items()}
-            for tp in watch.observe(time.monotonic(), lowest):
+            for tp in commits.observe(now, lowest):
                 log.warning("acked offsets not committed", partition=tp, **waiting[tp])
+            for tp in reads.observe(now, {tp: u["read"] for tp, u in unread.items()}):
+                log.warning("records waiting, partition not read", partition=tp, **unread[tp])
 
     async def fatal(work: Coroutine[Any, Any, None]) -> None:
         """Run a step or the keeper; if it fails, end the worker at once, as if killed.
