@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import re
 import socket
@@ -705,7 +706,9 @@ def run(scenario: Callable[[], Any]) -> Any:
 # ============================================================ the sink, scripted
 
 
-def test_503_twice_then_204_writes_the_batch_once_and_counts_two_retries() -> None:
+def test_503_twice_then_204_writes_the_batch_once_and_counts_two_retries(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     lines = lines_of(100)
     fake = FakeTime()
     server = ScriptedInflux(lambda n, got: Reply(503, "busy") if n < 2 else ok(n, got))
@@ -718,9 +721,15 @@ def test_503_twice_then_204_writes_the_batch_once_and_counts_two_retries() -> No
             assert stats.retries == 2
             assert "HTTP 503: busy" in (stats.last_error or "")
 
-    run(scenario)
+    with caplog.at_level(logging.WARNING, logger="stream.sinks.influx"):
+        run(scenario)
     assert [r.lines for r in server.requests] == [lines] * 3
     assert server.stored == lines
+    # one warning for the batch, not one per retry
+    assert [r.getMessage() for r in caplog.records] == [
+        f"write failed, retrying for up to 60 s: {server.url}/api/v2/write?bucket=urbansense"
+        "&precision=ns answered HTTP 503: busy"
+    ]
     assert len(fake.sleeps) == 2
     assert 0 <= fake.sleeps[0] < 0.5
     assert 0 <= fake.sleeps[1] < 1.0

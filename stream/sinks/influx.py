@@ -717,6 +717,10 @@ class InfluxSink:
                     f"(max_retry_time {self.max_retry_time:g} s)"
                 )
                 raise SinkError(msg, retryable=True, retry_after=delay, status=status) from cause
+            if attempts == 1:  # once a batch: a database down says so at once, not per retry
+                logger.warning(
+                    "write failed, retrying for up to %g s: %s", self.max_retry_time, failure
+                )
             logger.debug("retrying in %.3f s: %s", delay, failure)
             self._stats.retries += 1
             await self.sleep(delay)
