@@ -475,10 +475,7 @@ class RuleEngine:
         self._candidates: dict[tuple[str, str], tuple[_Compiled, ...]] = {}
         self._wanted: dict[tuple[str, str, str | None], bool] = {}
         self._watchers: dict[tuple[str, str], frozenset[int]] = {}
-        self._watch_keep: dict[
-            tuple[str, str],
-            tuple[frozenset[int], Callable[[tuple[str | None, ...]], object]],
-        ] = {}
+        self._watch_keep: dict[tuple[str, str], Callable[[tuple[str | None, ...]], object]] = {}
         self._stir_tests: dict[
             tuple[str, str, str | None], tuple[tuple[bool, Callable[[float], bool]], ...] | None
         ] = {}
@@ -624,35 +621,30 @@ class RuleEngine:
             )
         return found
 
-    def watched(
-        self, kind: str, metric: str, ids: tuple[str | None, ...]
-    ) -> tuple[frozenset[int], object]:
-        """What the :meth:`watchers` of a sample tell apart: they, and its ids that they keep.
+    def watched(self, kind: str, metric: str, ids: tuple[str | None, ...]) -> object:
+        """What the :meth:`watchers` of a sample tell apart: its ids that they keep.
 
-        Two samples with the same (of the same kind and metric) reach the same absence
-        states, which only keep the newest time: of many such samples, the earliest and
-        the latest are enough. Gateway-offline keeps the gateway (and district), so the
+        Two samples of a kind and metric with the same reach the same absence states,
+        which only keep the newest time: of many such samples, the earliest and the
+        latest are enough. Gateway-offline keeps the gateway (and district), so the
         readings of all of a gateway's sensors are one subject to it.
 
         >>> from rules.load import load_default_rules
         >>> engine = RuleEngine(load_default_rules())
-        >>> ids = ("aq-1", "gw-1", "st-1", None, None, None, "d")
-        >>> engine.watched("pollution", "pm2_5", ids)[1]
+        >>> engine.watched("pollution", "pm2_5", ("aq-1", "gw-1", "st-1", None, None, None, "d"))
         ('gw-1', 'd')
         """
-        found = self._watch_keep.get((kind, metric))
-        if found is None:
-            kept = sorted(
+        kept = self._watch_keep.get((kind, metric))
+        if kept is None:
+            positions = sorted(
                 set[int]().union(
                     *(c.absence_keep for c in self._rules_for(kind, metric) if c.absence_per)
                 )
             )
-            ids_kept: Callable[[tuple[str | None, ...]], object] = (
-                operator.itemgetter(*kept) if kept else (lambda _: None)
+            kept = self._watch_keep[kind, metric] = (
+                operator.itemgetter(*positions) if positions else (lambda _: None)
             )
-            found = self._watch_keep[kind, metric] = (self.watchers(kind, metric), ids_kept)
-        watching, of = found
-        return watching, of(ids)
+        return kept(ids)
 
     def stirs(
         self, kind: str, metric: str, detector: str | None, value: float, score: float | None

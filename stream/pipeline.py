@@ -683,7 +683,7 @@ class Pipeline:
                 covered |= watching
                 where = tags[sensor]
                 ids = (sensor, where.gateway, where.site, None, None, None, where.district)
-                key = watched(kind, metric, ids)
+                key = (watching, watched(kind, metric, ids))
                 held = ends.get(key)
                 if held is None:
                     ends[key] = (seen,)
