@@ -15,9 +15,11 @@ table and lets its offsets be committed. What happens to each reading, in order:
    watermark is written as a raw reading but does not touch any state (detectors,
    windows, indices), and is counted as late. Each district keeps its own, as it
    keeps its own state, so a worker that reads one district's partition ahead of
-   another's (draining a backlog) never finds the other's readings late; a district
-   silent for ``idle_after`` (by the worker's clock) follows the newest watermark,
-   so that its last windows close.
+   another's (draining a backlog) never finds the other's readings late. Within a
+   batch the fresh readings are taken in event-time order, so a batch that holds
+   one gateway's minutes before another's of the same district finds neither late.
+   A district silent for ``idle_after`` (by the worker's clock) follows the newest
+   watermark, so that its last windows close.
 4. **Anomalies**: the on-time readings are scored by the detectors of their kind
    (:class:`~stream.anomaly.ReadingScorer`), in one batched call.
 5. **City indices** (:class:`~stream.cityindex.CityIndices`): a gate reading moves
@@ -114,6 +116,10 @@ _ABSENCE_EVERY = timedelta(minutes=1)
 _RULES = "rules/"  # the prefix of the rule engine's state keys
 _NO_RULES: frozenset[int] = frozenset()
 _SUBJECT_TAGS = ("sensor", "gateway", "site", "area", "segment", "building", "district")
+
+
+def _event_time(accepted: tuple[Reading, str]) -> datetime:
+    return accepted[0].ts
 
 
 def _index_samples(rules: RuleEngine, point: LinePoint) -> list[Sample]:
@@ -562,12 +568,13 @@ class Pipeline:
     def _accept(
         self, envelopes: Iterable[Batch], out: PipelineOutput, now: float | None
     ) -> list[tuple[Reading, bool]]:
-        """The fresh readings of the envelopes, each with whether it is on time.
+        """The fresh readings of the envelopes in event-time order, each with whether it is on time.
 
-        Refused readings go to ``out.rejected``; a fresh reading's sensor is touched,
-        and its district heard from at ``now``.
+        Refused readings go to ``out.rejected``, and resends are dropped, in arrival
+        order (a sensor's seq decides, whatever its clock says); a fresh reading's
+        sensor is touched, and its district heard from at ``now``.
         """
-        fresh: list[tuple[Reading, bool]] = []
+        accepted: list[tuple[Reading, str]] = []  # (reading, its district)
         tags = self._tags
         heard = self._heard
         for envelope in envelopes:
@@ -589,10 +596,17 @@ class Pipeline:
                     heard[district] = now
                 elif district not in heard:
                     heard[district] = -math.inf
-                late = self._late(reading.ts, district)
-                self.stats.late += late
-                fresh.append((reading, not late))
+                accepted.append((reading, district))
         self.stats.rejected += len(out.rejected)
+        # Event-time order (stable: equal times keep their arrival order), so that a
+        # batch holding one gateway's minutes before another's of the same district
+        # (a backlog drained a partition at a time) finds neither late.
+        accepted.sort(key=_event_time)
+        fresh: list[tuple[Reading, bool]] = []
+        for reading, district in accepted:
+            late = self._late(reading.ts, district)
+            self.stats.late += late
+            fresh.append((reading, not late))
         return fresh
 
     def _refusal(self, reading: Reading) -> str | None:
