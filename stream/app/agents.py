@@ -264,7 +264,13 @@ def define_agents(
                 log.error("no partition for a state key; not stored", key=key)
                 continue
             records.setdefault(partition, []).append((key.encode(), state))
-        await tables.state.store(records)
+        seals = await tables.state.store(records)
+        log.info(
+            "state stored",
+            keys={p: len(r) for p, r in records.items()},
+            seal_offsets=seals,
+            events=len(held),
+        )
         touched.clear()
         for event in held:
             event.ack()

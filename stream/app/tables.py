@@ -65,11 +65,12 @@ class DistrictTable(faust.Table[bytes, bytes]):
         finally:
             self._partition = None
 
-    async def store(self, records: Mapping[int, Sequence[tuple[bytes, bytes]]]) -> None:
+    async def store(self, records: Mapping[int, Sequence[tuple[bytes, bytes]]]) -> dict[int, int]:
         """Store ``(key, value)`` records, by changelog partition; return when Kafka has them.
 
         Each partition's records go in as few record batches as hold them, then its
-        seal in a batch of its own.
+        seal in a batch of its own. Returns each partition's seal offset (for the log:
+        a worker taking the partition over must restore up to it).
         """
         producer = cast(BatchProducer, self.app.producer)
         topic = self.changelog_topic.get_topic_name()
@@ -78,8 +79,9 @@ class DistrictTable(faust.Table[bytes, bytes]):
             self.data.update(items)
             sent += await producer.send_records(topic, partition, items)
         await asyncio.gather(*sent)
-        seals = [await producer.send_records(topic, p, [(SEAL_KEY, b"")]) for p in records]
-        await asyncio.gather(*(f for futures in seals for f in futures))
+        seals = {p: await producer.send_records(topic, p, [(SEAL_KEY, b"")]) for p in records}
+        acked = await asyncio.gather(*(f for futures in seals.values() for f in futures))
+        return {p: meta.offset for p, meta in zip(seals, acked, strict=True)}
 
     def with_prefix(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
         """Every stored ``(key, value)`` whose key starts with ``prefix``, in key order.
