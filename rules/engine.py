@@ -320,6 +320,16 @@ class _Compiled:
         """Whether the rule takes scores of this detector."""
         return self.detectors is None or detector in self.detectors
 
+    def may_take(self, detector: str | None) -> bool:
+        """Whether the rule, not an absence rule, may look at a sample scored by ``detector``.
+
+        ``detector`` is None for a sample without a score, which a rule on scores never
+        takes.
+        """
+        if self.absence_per is not None:
+            return False
+        return not self.scored or (detector is not None and self.selects_detector(detector))
+
     def selects(self, sample: Sample, ids: tuple[str | None, ...]) -> bool:
         """Whether the rule looks at this sample (kind and metric already matched)."""
         for position, allowed in self.ids:
@@ -601,9 +611,7 @@ class RuleEngine:
         found = self._wanted.get(key)
         if found is None:
             found = self._wanted[key] = any(
-                c.absence_per is None
-                and not (c.scored and (detector is None or not c.selects_detector(detector)))
-                for c in self._rules_for(kind, metric)
+                c.may_take(detector) for c in self._rules_for(kind, metric)
             )
         return found
 
@@ -677,9 +685,7 @@ class RuleEngine:
         """The fire tests of :meth:`stirs`; None if a rule keeps a window (every sample stirs)."""
         tests = []
         for c in self._rules_for(kind, metric):
-            if c.absence_per is not None:
-                continue
-            if c.scored and (detector is None or not c.selects_detector(detector)):
+            if not c.may_take(detector):
                 continue
             if c.window_s is not None:
                 return None

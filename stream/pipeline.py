@@ -680,8 +680,11 @@ class Pipeline:
                 _, score, detector, _ = scores[i]
                 i += 1
                 watching = watchers(kind, metric)
+                wanted = wants(kind, metric, detector)
+                if not wanted and watching <= covered:
+                    continue
                 seen = (reading, metric, value, score, detector)
-                if wants(kind, metric, detector):
+                if wanted:
                     if (
                         sensor in stirred
                         or stirs(kind, metric, detector, value, score)
@@ -692,8 +695,8 @@ class Pipeline:
                         covered |= watching
                         continue
                     quiet.append(seen)
-                if watching <= covered:
-                    continue
+                    if watching <= covered:
+                        continue
                 covered |= watching
                 where = tags[sensor]
                 ids = (sensor, where.gateway, where.site, None, None, None, where.district)
