@@ -78,15 +78,19 @@ def samples(vm: VictoriaMetricsServer) -> dict[tuple[str, int], list[float]]:
     return found
 
 
-def wait_for(check: Callable[[], bool], what: str, *logs: Path) -> None:
-    """Wait until ``check()`` holds; fail with the logs' tails if it does not in time."""
+def wait_for(check: Callable[[], bool], what: str | Callable[[], str], *logs: Path) -> None:
+    """Wait until ``check()`` holds; fail with the logs' tails if it does not in time.
+
+    ``what`` is what was waited for, or a function that says it (and what is missing).
+    """
     deadline = time.monotonic() + TIMEOUT_S
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(0.5)
     tails = "\n".join(f"--- {p.name}:\n{log_tail(p, 40)}" for p in logs)
-    pytest.fail(f"{what} within {TIMEOUT_S:g} s\n{tails}", pytrace=False)
+    said = what if isinstance(what, str) else what()
+    pytest.fail(f"{said} within {TIMEOUT_S:g} s\n{tails}", pytrace=False)
 
 
 def test_every_reading_arrives_once_through_a_killed_bridge_a_killed_worker_and_a_database_outage(
@@ -155,7 +159,15 @@ def test_every_reading_arrives_once_through_a_killed_bridge_a_killed_worker_and_
 
         publisher.join(TIMEOUT_S)
         assert not publisher.is_alive(), "the gateways' messages were not all acknowledged"
-        wait_for(lambda: set(samples(vm)) >= sent, "every reading in the database", *logs)
+
+        def missing() -> str:
+            lacking = sorted(sent - set(samples(vm)))
+            when = [
+                (s, datetime.fromtimestamp(t / 1000, UTC).strftime("%H:%M")) for s, t in lacking
+            ]
+            return f"every reading in the database ({len(lacking)} missing, e.g. {when[:5]})"
+
+        wait_for(lambda: set(samples(vm)) >= sent, missing, *logs)
         time.sleep(2.0)  # anything doubled would have landed by now
         stored = samples(vm)
     finally:

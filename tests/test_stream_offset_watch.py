@@ -1,14 +1,35 @@
-"""The readings agent's watch over Faust's commits and reads: pure decision, bookkeeping read."""
+"""The stream's watch over Faust's commits and reads.
+
+The decision and the reading of Faust's bookkeeping are tested directly; that skipped
+records are read again, on a real Faust worker and Tansu, with an agent that drops
+records unacked as Faust sometimes does.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
 from collections import defaultdict
+from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+from aiokafka import (  # type: ignore[import-untyped,unused-ignore]
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    TopicPartition,
+)
 from faust.types import TP
 from intervaltree import IntervalTree  # type: ignore[import-untyped]
 
-from stream.app.agents import OffsetWatch, _unread_offsets, _waiting_offsets
+from stream.app.agents import OffsetWatch, _skipped_offsets, _unread_offsets, _waiting_offsets
+from tests.servers._procs import log_tail
+from tests.servers.faust_echo import ECHO_PREFIX
+from tests.servers.stream_worker import create_topics
+from tests.servers.tansu import TansuServer, faust_echo_worker
+
+TIMEOUT_S = 60.0
 
 
 def test_a_partition_is_reported_once_when_its_lowest_acked_offset_waits_too_long() -> None:
@@ -30,19 +51,37 @@ def test_faust_bookkeeping_is_read_as_faust_keeps_it() -> None:
         _gap=defaultdict(IntervalTree),
         _committed_offset=defaultdict(lambda: None, {stuck: 139}),
         _read_offset=defaultdict(lambda: None, {stuck: 143}),
+        _unacked_messages=[],
     )
     consumer._gap[stuck].addi(150, 152)
     assert _waiting_offsets(consumer) == {
         "by-district/2": {
+            "tp": stuck,
             "lowest": 141,
             "highest": 143,
             "acked": 3,
             "committed": 139,
             "read": 143,
             "gaps": [(150, 152)],
+            "skipped": [(139, 140)],
         }
     }
     assert _waiting_offsets(object()) == {}  # another Faust: nothing to say, no error
+
+
+def test_offsets_held_by_an_agent_or_in_a_gap_are_not_skipped() -> None:
+    tp, other = TP("readings", 1), TP("readings", 0)
+    consumer = SimpleNamespace(
+        _unacked_messages=[  # a weak set in Faust
+            SimpleNamespace(tp=tp, offset=90, acked=False),  # an agent holds it
+            SimpleNamespace(tp=tp, offset=91, acked=True),  # acked: not held
+            SimpleNamespace(tp=other, offset=92, acked=False),  # another partition's
+        ],
+        _gap=defaultdict(IntervalTree),
+    )
+    consumer._gap[tp].addi(93, 95)  # no records at 93 and 94
+    assert _skipped_offsets(consumer, tp, 88, 97) == [(88, 89), (91, 92), (95, 96)]
+    assert _skipped_offsets(consumer, tp, 96, 96) == []
 
 
 def test_partitions_with_records_past_the_last_read_are_found_among_the_streamed_topics() -> None:
@@ -70,3 +109,73 @@ def test_partitions_with_records_past_the_last_read_are_found_among_the_streamed
     assert _unread_offsets(consumer, {"by-district"}) == {
         "by-district/2": {"read": 139, "highwater": 169, "paused": True}
     }
+
+
+@pytest.mark.servers
+def test_records_an_agent_never_got_are_read_again_and_the_partition_commits_past_them(
+    tansu: TansuServer, tmp_path: Path
+) -> None:
+    """The agent drops records unacked the first time; every record is echoed in the end.
+
+    Faust then commits nothing past the first dropped offset: the watch finds those
+    offsets neither acked nor held, and seeks the partition back to them.
+    """
+    app_id = f"skip-{uuid.uuid4().hex[:8]}"
+    source, sink = f"{app_id}-in", f"{app_id}-out"
+    asyncio.run(asyncio.wait_for(create_topics(tansu, [source, sink], 1), TIMEOUT_S))
+    worker = faust_echo_worker(
+        tansu, tmp_path, app_id=app_id, source=source, sink=sink, skip=[3, 4, 7], watch_s=2.0
+    )
+    values = [str(n).encode() for n in range(10)]
+    worker.start()
+    try:
+        echoed, committed = asyncio.run(
+            asyncio.wait_for(_echo(tansu, app_id, source, sink, values), TIMEOUT_S + 10)
+        )
+    finally:
+        worker.stop()
+    log = worker.log_path.read_text(errors="replace")
+    details = f"; worker log:\n{log_tail(worker.log_path)}"
+    assert echoed >= {ECHO_PREFIX + v for v in values}, f"echoed only {sorted(echoed)}{details}"
+    assert committed == len(values), f"committed offset {committed}{details}"
+    assert "offsets skipped, reading them again" in log, details
+
+
+async def _echo(
+    tansu: TansuServer, group: str, source: str, sink: str, values: list[bytes]
+) -> tuple[set[bytes], int | None]:
+    """Produce ``values``, then wait until every one is echoed and committed (or time is up).
+
+    Returns what the agent echoed and the group's committed offset.
+    """
+    producer = AIOKafkaProducer(bootstrap_servers=tansu.bootstrap_servers)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(source, value, key=b"k")
+    finally:
+        await producer.stop()
+    reader = AIOKafkaConsumer(
+        sink, bootstrap_servers=tansu.bootstrap_servers, auto_offset_reset="earliest"
+    )
+    offsets = AIOKafkaConsumer(
+        bootstrap_servers=tansu.bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
+    await reader.start()
+    await offsets.start()
+    tp = TopicPartition(source, 0)
+    offsets.assign([tp])
+    echoed: set[bytes] = set()
+    committed: int | None = None
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while time.monotonic() < deadline:
+            for records in (await reader.getmany(timeout_ms=500)).values():
+                echoed.update(r.value for r in records)
+            committed = await offsets.committed(tp)
+            if len(echoed) >= len(values) and committed == len(values):
+                break
+    finally:
+        await reader.stop()
+        await offsets.stop()
+    return echoed, committed

@@ -55,7 +55,7 @@ from stream.sinks import Sink, SinkError
 from telemetry import Batch
 from telemetry.codec import Codec, DecodeError
 
-__all__ = ["Agents", "define_agents", "write_until_done"]
+__all__ = ["Agents", "define_agents", "watch_offsets", "write_until_done"]
 
 _RETRY_PAUSE_S = 5.0
 _STATE_CHECK_S = 0.1
@@ -97,7 +97,8 @@ class OffsetWatch:
     committed offset on, without a hole, so an offset it never sees acked (a known
     trouble after a takeover) holds every later one back, silently; and a partition
     that is never fetched again after a rebalance holds its records back the same
-    way. Each partition is reported once per offset it stands at.
+    way. Each partition is reported once per offset it stands at, unless it is
+    forgotten (:meth:`forget`): then again after another ``limit_s``.
 
     >>> watch = OffsetWatch(limit_s=30)
     >>> watch.observe(0.0, {"t/2": 140}), watch.observe(31.0, {"t/2": 140})
@@ -124,25 +125,67 @@ class OffsetWatch:
         self._since = since
         return stalled
 
+    def forget(self, partition: str) -> None:
+        """Start a partition's wait again: reported once more if it stands still."""
+        self._since.pop(partition, None)
+
 
 def _waiting_offsets(consumer: Any) -> dict[str, dict[str, Any]]:
     """Faust's bookkeeping of each partition with acked offsets it has not committed.
 
-    Reads Faust's private consumer state, for a log line only.
+    Reads Faust's private consumer state. ``skipped`` lists, as ``(first, last)``
+    ranges, the offsets from the committed one up to the lowest acked that no agent
+    holds (:func:`_skipped_offsets`). ``tp`` is Faust's partition, to seek it.
     """
     found: dict[str, dict[str, Any]] = {}
     for tp, acked in list(getattr(consumer, "_acked", {}).items()):
         if acked:
             gaps = getattr(consumer, "_gap", {}).get(tp) or ()
+            committed = getattr(consumer, "_committed_offset", {}).get(tp)
+            lowest = min(acked)
             found[f"{tp.topic}/{tp.partition}"] = {
-                "lowest": min(acked),
+                "tp": tp,
+                "lowest": lowest,
                 "highest": max(acked),
                 "acked": len(acked),
-                "committed": getattr(consumer, "_committed_offset", {}).get(tp),
+                "committed": committed,
                 "read": getattr(consumer, "_read_offset", {}).get(tp),
                 "gaps": [(g.begin, g.end) for g in sorted(gaps)][:5],
+                "skipped": []
+                if committed is None
+                else _skipped_offsets(consumer, tp, committed, lowest),
             }
     return found
+
+
+def _skipped_offsets(consumer: Any, tp: Any, committed: int, lowest: int) -> list[tuple[int, int]]:
+    """The offsets from ``committed`` up to ``lowest`` (excluded) that no agent holds.
+
+    Each such offset is neither in flight (a message given to an agent and not yet
+    acked) nor in a gap Faust knows holds no record: Faust read past its record and
+    no agent ever got it, so it is neither processed nor ever acked, and Faust
+    commits nothing of the partition again. As ``(first, last)`` ranges, in order.
+
+    >>> from types import SimpleNamespace
+    >>> held = SimpleNamespace(tp="t/0", offset=89, acked=False)
+    >>> _skipped_offsets(SimpleNamespace(_unacked_messages=[held]), "t/0", 88, 93)
+    [(88, 88), (90, 92)]
+    """
+    held = {
+        m.offset
+        for m in list(getattr(consumer, "_unacked_messages", ()))
+        if m.tp == tp and not m.acked
+    }
+    gaps = getattr(consumer, "_gap", {}).get(tp)
+    ranges: list[tuple[int, int]] = []
+    for offset in range(committed, lowest):
+        if offset in held or (gaps and gaps.overlaps(offset)):
+            continue
+        if ranges and ranges[-1][1] == offset - 1:
+            ranges[-1] = (ranges[-1][0], offset)
+        else:
+            ranges.append((offset, offset))
+    return ranges
 
 
 def _unread_offsets(consumer: Any, topics: Collection[str]) -> dict[str, dict[str, Any]]:
@@ -170,6 +213,49 @@ def _unread_offsets(consumer: Any, topics: Collection[str]) -> dict[str, dict[st
                 "paused": tp in paused,
             }
     return found
+
+
+async def watch_offsets(
+    app: faust.App,
+    streamed: Collection[str],
+    log: structlog.BoundLogger,
+    limit_s: float = _OFFSET_STALL_S,
+) -> None:
+    """Say when a partition's commits or reads stand still; read skipped records again.
+
+    Every ``limit_s / 6`` seconds, Faust's consumer is looked at (see
+    :class:`OffsetWatch`). A partition whose lowest acked offset has waited
+    ``limit_s`` is logged; if offsets below it were skipped (:func:`_skipped_offsets`:
+    read, but no agent ever got them), the partition is sought back to its committed
+    offset, so that they are read again. Everything after them is read again too,
+    which the stream takes as resends. A partition of the ``streamed`` topics whose
+    records wait unread for ``limit_s`` is logged.
+    """
+    commits, reads = OffsetWatch(limit_s), OffsetWatch(limit_s)
+    while True:
+        await asyncio.sleep(limit_s / 6)
+        try:
+            waiting = _waiting_offsets(app.consumer)
+            unread = _unread_offsets(app.consumer, streamed)
+        except Exception:  # a Faust that keeps its books otherwise: stop watching
+            log.warning("cannot read Faust's offsets; commits and reads unwatched", exc_info=True)
+            return
+        now = time.monotonic()
+        for name in commits.observe(now, {name: w["lowest"] for name, w in waiting.items()}):
+            found = waiting[name]
+            tp = found.pop("tp")
+            if not found["skipped"]:
+                log.warning("acked offsets not committed", partition=name, **found)
+                continue
+            log.warning("offsets skipped, reading them again", partition=name, **found)
+            commits.forget(name)  # look again, in case records read before the seek skip them
+            try:
+                if tp in app.consumer.assignment():
+                    await app.consumer.seek_wait({tp: found["committed"]})
+            except Exception:  # revoked meanwhile: its next owner reads it from there
+                log.warning("cannot seek a partition", partition=name, exc_info=True)
+        for name in reads.observe(now, {name: u["read"] for name, u in unread.items()}):
+            log.warning("records waiting, partition not read", partition=name, **unread[name])
 
 
 def _dead_letter(reason: str, source: str, payload: bytes) -> bytes:
@@ -280,7 +366,10 @@ def define_agents(
     async def readings(stream: faust.StreamT[bytes]) -> None:
         await sink.connect()
         keeper = asyncio.create_task(fatal(keep_state()))
-        watcher = asyncio.create_task(watch_offsets())
+        streamed = {
+            t.get_topic_name() for t in (topics.readings, topics.by_district, topics.status)
+        }
+        watcher = asyncio.create_task(watch_offsets(app, streamed, log))
         try:
             async for events in _batches(stream, settings.batch, settings.batch_seconds):
                 async with lock:
@@ -288,29 +377,6 @@ def define_agents(
         finally:
             keeper.cancel()
             watcher.cancel()
-
-    async def watch_offsets() -> None:
-        """Say when a partition's commits or reads stand still (see :class:`OffsetWatch`)."""
-        commits, reads = OffsetWatch(), OffsetWatch()
-        streamed = {
-            t.get_topic_name() for t in (topics.readings, topics.by_district, topics.status)
-        }
-        while True:
-            await asyncio.sleep(commits.limit_s / 6)
-            try:
-                waiting = _waiting_offsets(app.consumer)
-                unread = _unread_offsets(app.consumer, streamed)
-            except Exception:  # a Faust that keeps its books otherwise: stop watching
-                log.warning(
-                    "cannot read Faust's offsets; commits and reads unwatched", exc_info=True
-                )
-                return
-            now = time.monotonic()
-            lowest = {tp: w["lowest"] for tp, w in waiting.items()}
-            for tp in commits.observe(now, lowest):
-                log.warning("acked offsets not committed", partition=tp, **waiting[tp])
-            for tp in reads.observe(now, {tp: u["read"] for tp, u in unread.items()}):
-                log.warning("records waiting, partition not read", partition=tp, **unread[tp])
 
     async def fatal(work: Coroutine[Any, Any, None]) -> None:
         """Run a step or the keeper; if it fails, end the worker at once, as if killed.

@@ -3,19 +3,37 @@
 Run it as ``python -m tests.servers.faust_echo worker --without-web``; its settings come
 from ``URBANSENSE_FAUST_*`` environment variables (see :func:`main`), so importing this
 module starts nothing.
+
+Given offsets to skip, the agent drops the records at those offsets the first time it
+gets them, without acking them, as Faust itself sometimes does with records it read
+past; the stream's offset watch (:func:`stream.app.agents.watch_offsets`) runs beside
+it, so a test sees whether the skipped records are read again.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
+from typing import cast
 
 import faust
+import structlog
+
+from stream.app.agents import watch_offsets
 
 ECHO_PREFIX = b"echo:"
 """The agent writes each value it reads with this prefix, keeping the key."""
 
 
-def build_app(app_id: str, broker: str, source: str, sink: str, datadir: str) -> faust.App:
+def build_app(
+    app_id: str,
+    broker: str,
+    source: str,
+    sink: str,
+    datadir: str,
+    skip: Collection[int] = (),
+    watch_s: float | None = None,
+) -> faust.App:
     """Build a Faust app with one agent that copies ``source`` to ``sink``.
 
     Args:
@@ -24,6 +42,8 @@ def build_app(app_id: str, broker: str, source: str, sink: str, datadir: str) ->
         source: The topic the agent reads.
         sink: The topic the agent writes; each value gets :data:`ECHO_PREFIX`.
         datadir: The app's data directory.
+        skip: Offsets whose records the agent drops, unacked, the first time.
+        watch_s: If given, the offset watch runs with this limit.
 
     Returns:
         The app, not started.
@@ -45,10 +65,23 @@ def build_app(app_id: str, broker: str, source: str, sink: str, datadir: str) ->
     source_topic = app.topic(source, key_serializer="raw", value_serializer="raw")
     sink_topic = app.topic(sink, key_serializer="raw", value_serializer="raw")
 
+    to_skip = set(skip)
+
     @app.agent(source_topic)
     async def echo(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
+        async for event in cast("faust.Stream[bytes]", stream).noack().events():
+            if event.message.offset in to_skip:
+                to_skip.discard(event.message.offset)
+                continue  # never echoed, never acked: lost, unless read again
             await sink_topic.send(key=event.key, value=ECHO_PREFIX + event.value)
+            event.ack()
+
+    if watch_s is not None:
+        limit_s = watch_s
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def watch() -> None:
+            await watch_offsets(app, {source}, structlog.get_logger("faust_echo"), limit_s)
 
     return app
 
@@ -62,6 +95,10 @@ def main() -> None:
         source=env["URBANSENSE_FAUST_SOURCE"],
         sink=env["URBANSENSE_FAUST_SINK"],
         datadir=env["URBANSENSE_FAUST_DATADIR"],
+        skip=[int(o) for o in env.get("URBANSENSE_FAUST_SKIP", "").split(",") if o],
+        watch_s=float(env["URBANSENSE_FAUST_WATCH_S"])
+        if "URBANSENSE_FAUST_WATCH_S" in env
+        else None,
     )
     app.main()
 

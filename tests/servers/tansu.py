@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,7 +137,14 @@ class TansuServer(Server):
 
 
 def faust_echo_worker(
-    tansu: TansuServer, root: Path, *, app_id: str, source: str, sink: str
+    tansu: TansuServer,
+    root: Path,
+    *,
+    app_id: str,
+    source: str,
+    sink: str,
+    skip: Sequence[int] = (),
+    watch_s: float | None = None,
 ) -> ManagedProcess:
     """Prepare a Faust worker of :mod:`tests.servers.faust_echo` as a subprocess.
 
@@ -149,6 +157,8 @@ def faust_echo_worker(
         app_id: The Faust app id (and consumer group); unique per test.
         source: The topic the agent reads.
         sink: The topic the agent writes.
+        skip: Offsets whose records the agent drops, unacked, the first time.
+        watch_s: If given, the stream's offset watch runs beside the agent with this limit.
 
     Returns:
         The (stopped) process.
@@ -162,7 +172,10 @@ def faust_echo_worker(
         URBANSENSE_FAUST_SOURCE=source,
         URBANSENSE_FAUST_SINK=sink,
         URBANSENSE_FAUST_DATADIR=str(root / f"faust-{app_id}-data"),
+        URBANSENSE_FAUST_SKIP=",".join(map(str, skip)),
     )
+    if watch_s is not None:
+        env["URBANSENSE_FAUST_WATCH_S"] = str(watch_s)
     return ManagedProcess(
         name=f"faust worker {app_id}",
         argv=[
