@@ -20,6 +20,7 @@ import faust
 import structlog
 
 from stream.app.agents import watch_offsets
+from stream.app.transport import StreamFaustApp
 
 ECHO_PREFIX = b"echo:"
 """The agent writes each value it reads with this prefix, keeping the key."""
@@ -48,7 +49,7 @@ def build_app(
     Returns:
         The app, not started.
     """
-    app = faust.App(
+    app = StreamFaustApp(  # the stream's own Faust app class, with its transport
         app_id,
         broker=broker,
         store="memory://",
