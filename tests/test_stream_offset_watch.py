@@ -24,6 +24,7 @@ from faust.types import TP
 from intervaltree import IntervalTree  # type: ignore[import-untyped]
 
 from stream.app.agents import OffsetWatch, _skipped_offsets, _unread_offsets, _waiting_offsets
+from stream.app.transport import _Consumer
 from tests.servers._procs import log_tail
 from tests.servers.faust_echo import ECHO_PREFIX
 from tests.servers.stream_worker import create_topics
@@ -69,6 +70,30 @@ def test_faust_bookkeeping_is_read_as_faust_keeps_it() -> None:
     assert _waiting_offsets(object()) == {}  # another Faust: nothing to say, no error
 
 
+def committed_next(
+    committed: int | None, acked: list[int], gap: tuple[int, int] | None
+) -> int | None:
+    """The offset the stream's consumer would commit next, given Faust's bookkeeping."""
+    tp = TP("readings", 1)
+    consumer = object.__new__(_Consumer)  # only the bookkeeping _new_offset reads
+    consumer._committed_offset = defaultdict(lambda: None, {tp: committed})
+    consumer._acked = defaultdict(list, {tp: list(acked)})
+    consumer._acked_index = defaultdict(set, {tp: set(acked)})
+    consumer._gap = defaultdict(IntervalTree)
+    if gap is not None:
+        consumer._gap[tp].addi(*gap)
+    return consumer._new_offset(tp)
+
+
+def test_the_consumer_commits_nothing_past_an_unacked_offset_after_the_committed_one() -> None:
+    assert committed_next(88, [89, 90], None) is None  # Faust's own would commit 91
+    assert committed_next(88, [88, 89, 91], None) == 90
+    assert committed_next(88, [89, 91], (90, 91)) is None  # 88 unacked, 90 has no record
+    assert committed_next(88, [88, 89, 91], (90, 91)) == 92
+    assert committed_next(88, [95, 96], (89, 95)) == 97  # no records from 88 on
+    assert committed_next(None, [3, 4], None) == 5  # nothing committed yet: Faust's way
+
+
 def test_offsets_held_by_an_agent_or_in_a_gap_are_not_skipped() -> None:
     tp, other = TP("readings", 1), TP("readings", 0)
     consumer = SimpleNamespace(
@@ -82,6 +107,8 @@ def test_offsets_held_by_an_agent_or_in_a_gap_are_not_skipped() -> None:
     consumer._gap[tp].addi(93, 95)  # no records at 93 and 94
     assert _skipped_offsets(consumer, tp, 88, 97) == [(88, 89), (91, 92), (95, 96)]
     assert _skipped_offsets(consumer, tp, 96, 96) == []
+    # Records deleted from the committed offset on: Faust's gap starts one after it.
+    assert _skipped_offsets(consumer, tp, 92, 97) == [(95, 96)]
 
 
 def test_partitions_with_records_past_the_last_read_are_found_among_the_streamed_topics() -> None:

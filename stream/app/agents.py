@@ -50,6 +50,7 @@ from stream.alerts import Deliverer, DeliveryResult
 from stream.app.settings import StreamSettings
 from stream.app.tables import Tables
 from stream.app.topics import Topics
+from stream.app.transport import recordless
 from stream.pipeline import Pipeline, Rejected
 from stream.sinks import Sink, SinkError
 from telemetry import Batch
@@ -162,9 +163,10 @@ def _skipped_offsets(consumer: Any, tp: Any, committed: int, lowest: int) -> lis
     """The offsets from ``committed`` up to ``lowest`` (excluded) that no agent holds.
 
     Each such offset is neither in flight (a message given to an agent and not yet
-    acked) nor in a gap Faust knows holds no record: Faust read past its record and
-    no agent ever got it, so it is neither processed nor ever acked, and Faust
-    commits nothing of the partition again. As ``(first, last)`` ranges, in order.
+    acked) nor without a record (:func:`~stream.app.transport.recordless`): Faust
+    read past its record and no agent ever got it, so it is neither processed nor
+    ever acked, and nothing of the partition is committed again. As ``(first,
+    last)`` ranges, in order.
 
     >>> from types import SimpleNamespace
     >>> held = SimpleNamespace(tp="t/0", offset=89, acked=False)
@@ -179,7 +181,7 @@ def _skipped_offsets(consumer: Any, tp: Any, committed: int, lowest: int) -> lis
     gaps = getattr(consumer, "_gap", {}).get(tp)
     ranges: list[tuple[int, int]] = []
     for offset in range(committed, lowest):
-        if offset in held or (gaps and gaps.overlaps(offset)):
+        if offset in held or recordless(gaps, committed, offset):
             continue
         if ranges and ranges[-1][1] == offset - 1:
             ranges[-1] = (ranges[-1][0], offset)

@@ -51,7 +51,7 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-__all__ = ["BatchProducer", "StreamFaustApp"]
+__all__ = ["BatchProducer", "StreamFaustApp", "recordless"]
 
 FAUST_FETCH_WAIT_MS = 1500
 """The longest wait of a fetch in Faust's own consumer."""
@@ -85,16 +85,34 @@ class _Consumer(faust_aiokafka.Consumer):
     def _new_offset(self, tp: TP) -> int | None:
         """Faust's offset to commit, or None while an offset after the committed one is unacked.
 
-        Offsets in a gap Faust noted (no record there) need no ack.
+        Offsets without a record (:func:`recordless`) need no ack.
         """
         committed = self._committed_offset[tp]
         acked = self._acked[tp]
         if committed is not None and acked:
-            lowest = min(acked)
             gaps = self._gap[tp]
-            if any(not gaps.overlaps(offset) for offset in range(committed, lowest)):
-                return None
+            for offset in range(committed, min(acked)):
+                if not recordless(gaps, committed, offset):
+                    return None
         return super()._new_offset(tp)
+
+
+def recordless(gaps: Any, committed: int, offset: int) -> bool:
+    """Whether Faust found no record at ``offset`` of a partition committed up to ``committed``.
+
+    ``gaps`` is Faust's interval tree of the partition's offsets without records
+    (deleted by retention or compaction), found when a fetch skips offsets. A gap
+    Faust notes never starts before ``committed + 1``, even when the record at
+    ``committed`` is gone too, so that offset counts as recordless when the next one is.
+
+    >>> from intervaltree import IntervalTree
+    >>> gaps = IntervalTree.from_tuples([(89, 200)])
+    >>> [recordless(gaps, 88, o) for o in (88, 150, 200)], recordless(gaps, 87, 88)
+    ([True, True, False], False)
+    """
+    if not gaps:
+        return False
+    return bool(gaps.overlaps(offset) or (offset == committed and gaps.overlaps(offset + 1)))
 
 
 class BatchProducer(faust_aiokafka.Producer):
