@@ -28,12 +28,13 @@ Its producer (:class:`BatchProducer`) differs from Faust's in two ways:
   for good (seen here: the ``by_district`` records of a finished backlog stayed
   queued, the readings agent never got them).
 
-Its consumer never commits past an offset that no agent acked. Faust lets one such
-offset through when it is the first after the committed offset (its check of the acked
-offsets against the committed one is off by one; faust-streaming issue 606): a record
-that an agent still holds, or that never reached an agent, is then lost at the next
-restart. Seen here: each single offset the Faust test app dropped unacked (the first,
-the fourth, the eighth of ten) was committed past, and never read again.
+Its consumer never commits past an offset that no agent acked, unless there is no
+record there (:func:`recordless`). Faust lets one such offset through when it is the
+first after the committed offset (its check of the acked offsets against the committed
+one is off by one; faust-streaming issue 606): a record that an agent still holds, or
+that never reached an agent, is then lost at the next restart. Seen here: each single
+offset the Faust test app dropped unacked (the first, the fourth, the eighth of ten)
+was committed past, and never read again.
 
 >>> app = StreamFaustApp("example", fetch_wait_ms=100)
 >>> app.fetch_wait_ms
