@@ -131,10 +131,21 @@ def test_partitions_with_records_past_the_last_read_are_found_among_the_streamed
         assignment=lambda: {behind, done, fresh, other, revoked},
         highwater=highwater,
         _read_offset=defaultdict(lambda: None, {behind: 139, done: 55}),
+        _committed_offset=defaultdict(lambda: None, {behind: 120}),
         _paused_partitions={behind},
+        _unacked_messages=[
+            SimpleNamespace(tp=behind, offset=121, acked=False),
+            SimpleNamespace(tp=behind, offset=122, acked=True),
+        ],
     )
     assert _unread_offsets(consumer, {"by-district"}) == {
-        "by-district/2": {"read": 139, "highwater": 169, "paused": True}
+        "by-district/2": {
+            "read": 139,
+            "highwater": 169,
+            "paused": True,
+            "committed": 120,
+            "held": 1,
+        }
     }
 
 

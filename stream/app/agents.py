@@ -194,11 +194,18 @@ def _unread_offsets(consumer: Any, topics: Collection[str]) -> dict[str, dict[st
     """Each assigned partition of ``topics`` with records past the last offset Faust read.
 
     ``read`` is Faust's read offset (-1: nothing yet), ``highwater`` the end the last
-    fetch saw, ``paused`` whether Faust holds the partition. For a log line only.
+    fetch saw, ``paused`` whether Faust holds the partition, ``committed`` Faust's
+    committed offset and ``held`` how many of its messages agents hold unacked (an
+    agent held up, or records not delivered). For a log line only.
     """
     found: dict[str, dict[str, Any]] = {}
     read_offsets = getattr(consumer, "_read_offset", {})
+    committed = getattr(consumer, "_committed_offset", {})
     paused: Collection[Any] = getattr(consumer, "_paused_partitions", ())
+    held: dict[Any, int] = {}
+    for message in list(getattr(consumer, "_unacked_messages", ())):
+        if not message.acked:
+            held[message.tp] = held.get(message.tp, 0) + 1
     for tp in consumer.assignment():
         if tp.topic not in topics:
             continue
@@ -213,6 +220,8 @@ def _unread_offsets(consumer: Any, topics: Collection[str]) -> dict[str, dict[st
                 "read": read,
                 "highwater": highwater,
                 "paused": tp in paused,
+                "committed": committed.get(tp),
+                "held": held.get(tp, 0),
             }
     return found
 
