@@ -190,10 +190,7 @@ class Producer:
 
 
 def offsets(tansu: TansuServer, group: str, topic: str) -> tuple[dict[int, int], dict[int, int]]:
-    """The group's committed offset (-1: none) and the end of each partition of ``topic``.
-
-    The ends are read from the records (:func:`true_ends`).
-    """
+    """The group's committed offset (-1: none) and the end of each partition of ``topic``."""
 
     async def fetch() -> tuple[dict[int, int], dict[int, int]]:
         # A consumer of the group that only reads offsets: assigned, never joining.
@@ -205,31 +202,15 @@ def offsets(tansu: TansuServer, group: str, topic: str) -> tuple[dict[int, int],
             tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
             consumer.assign(tps)
             done = {tp.partition: await consumer.committed(tp) for tp in tps}
+            ends = await consumer.end_offsets(tps)
             return (
                 {p: -1 if offset is None else offset for p, offset in done.items()},
-                await true_ends(consumer, tps),
+                {tp.partition: end for tp, end in ends.items()},
             )
         finally:
             await consumer.stop()
 
     return asyncio.run(asyncio.wait_for(fetch(), 30))
-
-
-async def true_ends(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[int, int]:
-    """Each partition's end: the offset after its last record, read from the record itself.
-
-    Tansu answers a request for the end offset with the first offset of the partition's
-    last record batch, plus one; a worker's producer batches its records, so the end it
-    gives may fall short by all but one record of the last batch.
-    """
-    ends: dict[int, int] = {}
-    for tp, reported in (await consumer.end_offsets(tps)).items():
-        ends[tp.partition] = reported
-        if reported > 0:
-            consumer.seek(tp, reported - 1)
-            records = (await consumer.getmany(tp, timeout_ms=5_000)).get(tp, [])
-            ends[tp.partition] = max([reported, *(r.offset + 1 for r in records)])
-    return ends
 
 
 def district_partition(district: str) -> int:
