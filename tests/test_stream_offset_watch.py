@@ -113,14 +113,15 @@ def test_offsets_held_by_an_agent_or_in_a_gap_are_not_skipped() -> None:
 
 def test_partitions_with_records_past_the_last_read_are_found_among_the_streamed_topics() -> None:
     """Faust's consumer: its assignment, the ends its fetches saw, its read offsets."""
-    behind, done, fresh, other, revoked = (
+    behind, done, fresh, other, revoked, taken = (
         TP("by-district", 2),
         TP("by-district", 3),
         TP("by-district", 1),
         TP("app-state-changelog", 0),
         TP("by-district", 0),
+        TP("by-district", 4),
     )
-    ends = {behind: 169, done: 56, fresh: None, other: 99}
+    ends = {behind: 169, done: 56, fresh: None, other: 99, taken: 57}
 
     def highwater(tp: TP) -> int | None:
         if tp == revoked:
@@ -128,10 +129,11 @@ def test_partitions_with_records_past_the_last_read_are_found_among_the_streamed
         return ends[tp]
 
     consumer = SimpleNamespace(
-        assignment=lambda: {behind, done, fresh, other, revoked},
+        assignment=lambda: {behind, done, fresh, other, revoked, taken},
         highwater=highwater,
-        _read_offset=defaultdict(lambda: None, {behind: 139, done: 55}),
-        _committed_offset=defaultdict(lambda: None, {behind: 120}),
+        # taken: read up to 39 by an old fetch, committed to its end by its last owner
+        _read_offset=defaultdict(lambda: None, {behind: 139, done: 55, taken: 39}),
+        _committed_offset=defaultdict(lambda: None, {behind: 120, taken: 57}),
         _paused_partitions={behind},
         _unacked_messages=[
             SimpleNamespace(tp=behind, offset=121, acked=False),

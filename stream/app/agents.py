@@ -196,7 +196,9 @@ def _unread_offsets(consumer: Any, topics: Collection[str]) -> dict[str, dict[st
     ``read`` is Faust's read offset (-1: nothing yet), ``highwater`` the end the last
     fetch saw, ``paused`` whether Faust holds the partition, ``committed`` Faust's
     committed offset and ``held`` how many of its messages agents hold unacked (an
-    agent held up, or records not delivered). For a log line only.
+    agent held up, or records not delivered). A partition committed up to its end
+    waits for nothing, whatever the read offset (after a takeover Faust may keep the
+    one its last fetch left). For a log line only.
     """
     found: dict[str, dict[str, Any]] = {}
     read_offsets = getattr(consumer, "_read_offset", {})
@@ -215,7 +217,8 @@ def _unread_offsets(consumer: Any, topics: Collection[str]) -> dict[str, dict[st
             highwater = None
         read = read_offsets.get(tp)
         read = -1 if read is None else read
-        if highwater is not None and highwater - 1 > read:
+        done = committed.get(tp)  # records before it need no reading (another worker's)
+        if highwater is not None and highwater - 1 > max(read, -1 if done is None else done - 1):
             found[f"{tp.topic}/{tp.partition}"] = {
                 "read": read,
                 "highwater": highwater,
