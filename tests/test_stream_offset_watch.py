@@ -23,7 +23,13 @@ from aiokafka import (  # type: ignore[import-untyped,unused-ignore]
 from faust.types import TP
 from intervaltree import IntervalTree  # type: ignore[import-untyped]
 
-from stream.app.agents import OffsetWatch, _skipped_offsets, _unread_offsets, _waiting_offsets
+from stream.app.agents import (
+    OffsetWatch,
+    _held_offsets,
+    _skipped_offsets,
+    _unread_offsets,
+    _waiting_offsets,
+)
 from stream.app.transport import _Consumer
 from tests.servers._procs import log_tail
 from tests.servers.faust_echo import ECHO_PREFIX
@@ -102,13 +108,14 @@ def test_offsets_held_by_an_agent_or_in_a_gap_are_not_skipped() -> None:
             SimpleNamespace(tp=tp, offset=91, acked=True),  # acked: not held
             SimpleNamespace(tp=other, offset=92, acked=False),  # another partition's
         ],
-        _gap=defaultdict(IntervalTree),
     )
-    consumer._gap[tp].addi(93, 95)  # no records at 93 and 94
-    assert _skipped_offsets(consumer, tp, 88, 97) == [(88, 89), (91, 92), (95, 96)]
-    assert _skipped_offsets(consumer, tp, 96, 96) == []
+    held = _held_offsets(consumer)
+    assert held == {tp: {90}, other: {92}}
+    gaps = IntervalTree.from_tuples([(93, 95)])  # no records at 93 and 94
+    assert _skipped_offsets(held[tp], gaps, 88, 97) == [(88, 89), (91, 92), (95, 96)]
+    assert _skipped_offsets(held[tp], gaps, 96, 96) == []
     # Records deleted from the committed offset on: Faust's gap starts one after it.
-    assert _skipped_offsets(consumer, tp, 92, 97) == [(95, 96)]
+    assert _skipped_offsets(held[tp], gaps, 92, 97) == [(95, 96)]
 
 
 def test_partitions_with_records_past_the_last_read_are_found_among_the_streamed_topics() -> None:

@@ -139,6 +139,7 @@ def _waiting_offsets(consumer: Any) -> dict[str, dict[str, Any]]:
     holds (:func:`_skipped_offsets`). ``tp`` is Faust's partition, to seek it.
     """
     found: dict[str, dict[str, Any]] = {}
+    held = _held_offsets(consumer)
     for tp, acked in list(getattr(consumer, "_acked", {}).items()):
         if acked:
             gaps = getattr(consumer, "_gap", {}).get(tp) or ()
@@ -154,31 +155,34 @@ def _waiting_offsets(consumer: Any) -> dict[str, dict[str, Any]]:
                 "gaps": [(g.begin, g.end) for g in sorted(gaps)][:5],
                 "skipped": []
                 if committed is None
-                else _skipped_offsets(consumer, tp, committed, lowest),
+                else _skipped_offsets(held.get(tp, set()), gaps, committed, lowest),
             }
     return found
 
 
-def _skipped_offsets(consumer: Any, tp: Any, committed: int, lowest: int) -> list[tuple[int, int]]:
+def _held_offsets(consumer: Any) -> dict[Any, set[int]]:
+    """Per partition, the offsets of the messages Faust gave to agents and has not seen acked."""
+    held: dict[Any, set[int]] = {}
+    for message in list(getattr(consumer, "_unacked_messages", ())):
+        if not message.acked:
+            held.setdefault(message.tp, set()).add(message.offset)
+    return held
+
+
+def _skipped_offsets(
+    held: Collection[int], gaps: Any, committed: int, lowest: int
+) -> list[tuple[int, int]]:
     """The offsets from ``committed`` up to ``lowest`` (excluded) that no agent holds.
 
-    Each such offset is neither in flight (a message given to an agent and not yet
-    acked) nor without a record (:func:`~stream.app.transport.recordless`): Faust
-    read past its record and no agent ever got it, so it is neither processed nor
-    ever acked, and nothing of the partition is committed again. As ``(first,
-    last)`` ranges, in order.
+    Each such offset is neither in flight (in ``held``: given to an agent and not yet
+    acked) nor without a record (:func:`~stream.app.transport.recordless`, by Faust's
+    ``gaps``): Faust read past its record and no agent ever got it, so it is neither
+    processed nor ever acked, and nothing of the partition is committed again. As
+    ``(first, last)`` ranges, in order.
 
-    >>> from types import SimpleNamespace
-    >>> held = SimpleNamespace(tp="t/0", offset=89, acked=False)
-    >>> _skipped_offsets(SimpleNamespace(_unacked_messages=[held]), "t/0", 88, 93)
+    >>> _skipped_offsets({89}, None, 88, 93)
     [(88, 88), (90, 92)]
     """
-    held = {
-        m.offset
-        for m in list(getattr(consumer, "_unacked_messages", ()))
-        if m.tp == tp and not m.acked
-    }
-    gaps = getattr(consumer, "_gap", {}).get(tp)
     ranges: list[tuple[int, int]] = []
     for offset in range(committed, lowest):
         if offset in held or recordless(gaps, committed, offset):
@@ -204,10 +208,7 @@ def _unread_offsets(consumer: Any, topics: Collection[str]) -> dict[str, dict[st
     read_offsets = getattr(consumer, "_read_offset", {})
     committed = getattr(consumer, "_committed_offset", {})
     paused: Collection[Any] = getattr(consumer, "_paused_partitions", ())
-    held: dict[Any, int] = {}
-    for message in list(getattr(consumer, "_unacked_messages", ())):
-        if not message.acked:
-            held[message.tp] = held.get(message.tp, 0) + 1
+    held = _held_offsets(consumer)
     for tp in consumer.assignment():
         if tp.topic not in topics:
             continue
@@ -223,8 +224,8 @@ def _unread_offsets(consumer: Any, topics: Collection[str]) -> dict[str, dict[st
                 "read": read,
                 "highwater": highwater,
                 "paused": tp in paused,
-                "committed": committed.get(tp),
-                "held": held.get(tp, 0),
+                "committed": done,
+                "held": len(held.get(tp, ())),
             }
     return found
 
