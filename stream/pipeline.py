@@ -7,9 +7,14 @@ table and lets its offsets be committed. What happens to each reading, in order:
 
 1. **Known sensor**: a sensor the site registry does not know is rejected with a
    reason (the agent sends it to the dead-letter topic), never guessed at.
-2. **Dedupe**: each sensor's last sequence number is state; a reading whose ``seq``
-   is not above it is a resend (the gateway's store-and-forward, or a replay after a
-   worker crash) and is dropped, counted.
+2. **Dedupe**: each sensor's last sequence number is state, and so are the seqs
+   of the last :data:`SEQ_WINDOW` below it that have not been seen. A reading whose
+   ``seq`` is neither above the last one nor one of those unseen is a resend (the
+   gateway's store-and-forward, or a replay after a worker crash) and is dropped,
+   counted. An unseen one below the last seq (a record Faust skipped and the worker
+   read again, see :mod:`stream.app.agents`) is written as a raw reading, but its
+   sensor's state has moved on: it is taken as late (see 3), and counted as
+   ``behind`` too.
 3. **Event time**, per district: a district's watermark is the newest event time
    of its readings less the allowed lateness. A reading older than its district's
    watermark is written as a raw reading but does not touch any state (detectors,
@@ -106,8 +111,12 @@ from telemetry.registry import Registry
 
 __all__ = ["Pipeline", "PipelineOutput", "PipelineStats", "Rejected"]
 
-_STATE_VERSION = 1
+SEQ_WINDOW = 1024
+"""How many seqs below a sensor's last one its state tells apart as seen or unseen."""
+_WINDOW_MASK = (1 << SEQ_WINDOW) - 1
+_STATE_VERSION = 2
 _HEADER = struct.Struct("<Bqd")  # version, last seq, watermark (epoch s; NaN: none)
+_UNSEEN = struct.Struct("<H")  # v2: bytes of the unseen-seq bits that follow
 _METRIC = struct.Struct("<dI")  # last value (NaN: none), detector state bytes
 _WATERMARK = struct.Struct("<d")  # before a cross-sensor key's state (epoch s; NaN: none)
 
@@ -116,6 +125,12 @@ _ABSENCE_EVERY = timedelta(minutes=1)
 _RULES = "rules/"  # the prefix of the rule engine's state keys
 _NO_RULES: frozenset[int] = frozenset()
 _SUBJECT_TAGS = ("sensor", "gateway", "site", "area", "segment", "building", "district")
+
+
+def _unseen_bytes(bits: int) -> bytes:
+    """A sensor's unseen-seq bits as stored: their length, then the bytes."""
+    data = bits.to_bytes((bits.bit_length() + 7) // 8, "little")
+    return _UNSEEN.pack(len(data)) + data
 
 
 def _event_time(accepted: tuple[Reading, str]) -> datetime:
@@ -171,6 +186,8 @@ class PipelineStats:
     readings: int = 0
     duplicates: int = 0
     late: int = 0
+    behind: int = 0
+    """Readings below their sensor's last seq, not seen before: written raw, also late."""
     rejected: int = 0
     points: int = 0
     unrated: int = 0
@@ -234,6 +251,8 @@ class Pipeline:
         self._scorer = ReadingScorer(anomaly, self._neighbours)
         self._city = CityIndices(registry, indices, precision)
         self._last_seq: dict[str, int] = {}
+        # per sensor with any: bit i set when seq last - 1 - i has not been seen
+        self._unseen: dict[str, int] = {}
         self._seen: set[str] = set()
         self._loaded: set[str] = set()
         self._loaded_districts: set[str] = set()
@@ -259,12 +278,12 @@ class Pipeline:
     def snapshots(self, keys: Iterable[str]) -> dict[str, bytes]:
         """Each key's whole state, as bytes: what a step stores of the keys it touched.
 
-        A sensor's (``key`` a sensor id): its last seq, its district's watermark, each
-        metric's detectors and last value (its neighbours' consensus needs it). A
-        cross-sensor key's (``site/...`` and the others of :mod:`stream.cityindex`):
-        its district's watermark and the key's state. A key never touched has an empty
-        state. The sensors of a kind are snapshotted together, one pass over each
-        detector's arrays.
+        A sensor's (``key`` a sensor id): its last seq and the unseen seqs below it,
+        its district's watermark, each metric's detectors and last value (its
+        neighbours' consensus needs it). A cross-sensor key's (``site/...`` and the
+        others of :mod:`stream.cityindex`): its district's watermark and the key's
+        state. A key never touched has an empty state. The sensors of a kind are
+        snapshotted together, one pass over each detector's arrays.
 
         Raises:
             KeyError: neither a registry sensor nor a cross-sensor key of the registry.
@@ -280,6 +299,7 @@ class Pipeline:
             else:
                 sensors.setdefault(self._kinds[key], []).append(key)
         last_seq = self._last_seq.get
+        unseen = self._unseen.get
         latest = self._scorer.latest.get
         tags = self._tags
         for kind, ids in sensors.items():
@@ -287,7 +307,8 @@ class Pipeline:
                 [
                     _HEADER.pack(
                         _STATE_VERSION, last_seq(sensor, -1), self._mark_s(tags[sensor].district)
-                    )
+                    ),
+                    _unseen_bytes(unseen(sensor, 0)),
                 ]
                 for sensor in ids
             ]
@@ -321,10 +342,19 @@ class Pipeline:
         kind = self._kinds[sensor_id]
         try:
             version, last_seq, watermark = _HEADER.unpack_from(data, 0)
-            if version != _STATE_VERSION:
-                msg = f"state version {version}, expected {_STATE_VERSION}"
-                raise ValueError(msg)
             offset = _HEADER.size
+            unseen = 0  # a version 1 state did not keep them
+            if version == _STATE_VERSION:
+                (size,) = _UNSEEN.unpack_from(data, offset)
+                offset += _UNSEEN.size
+                if size > SEQ_WINDOW // 8 or offset + size > len(data):
+                    msg = f"{size} bytes of unseen seqs, at most {SEQ_WINDOW // 8}"
+                    raise ValueError(msg)
+                unseen = int.from_bytes(data[offset : offset + size], "little")
+                offset += size
+            elif version != 1:
+                msg = f"state version {version}, expected {_STATE_VERSION} (or 1)"
+                raise ValueError(msg)
             metrics: list[tuple[str, float, bytes]] = []
             for metric in CATALOGUE[kind]:
                 latest, size = _METRIC.unpack_from(data, offset)
@@ -350,6 +380,10 @@ class Pipeline:
                 self._scorer.latest[metric, sensor_id] = latest
         if last_seq >= 0:
             self._last_seq[sensor_id] = last_seq
+        if unseen:
+            self._unseen[sensor_id] = unseen
+        else:
+            self._unseen.pop(sensor_id, None)
         self._advance(watermark, self._tags[sensor_id].district)
 
     def _restore_shared(self, key: str, data: bytes) -> None:
@@ -472,6 +506,7 @@ class Pipeline:
                 self._seen.discard(sensor)
                 self._loaded.discard(sensor)
                 self._last_seq.pop(sensor, None)
+                self._unseen.pop(sensor, None)
         self._loaded_districts -= gone
         self._rules_loaded -= gone
         for district in gone:
@@ -538,7 +573,7 @@ class Pipeline:
         fresh = self._accept(envelopes, out, now)
         if now is not None:
             self._follow_idle(now)
-        # fresh: [(reading, on time?)] -- registry sensors, new seqs, in arrival order
+        # fresh: [(reading, on time?)] -- registry sensors, unseen seqs, by event time
         on_time = [reading for reading, in_time in fresh if in_time]
         scores = self._scorer.score_flat(on_time)
         # scores: one per metric of each on-time reading, in order; the detectors learned
@@ -572,11 +607,15 @@ class Pipeline:
 
         Refused readings go to ``out.rejected``, and resends are dropped, in arrival
         order (a sensor's seq decides, whatever its clock says); a fresh reading's
-        sensor is touched, and its district heard from at ``now``.
+        sensor is touched, and its district heard from at ``now``. A fresh reading
+        below its sensor's last seq is never on time.
         """
         accepted: list[tuple[Reading, str]] = []  # (reading, its district)
+        behind: list[Reading] = []  # fresh, below their sensor's last seq
         tags = self._tags
         heard = self._heard
+        last_seq = self._last_seq
+        unseen = self._unseen
         for envelope in envelopes:
             self.stats.envelopes += 1
             for reading in envelope.readings:
@@ -586,17 +625,28 @@ class Pipeline:
                     out.rejected.append(Rejected(envelope.gateway_id, reading, refusal))
                     continue
                 sensor = reading.sensor_id
-                if reading.seq <= self._last_seq.get(sensor, -1):
+                seq = reading.seq
+                last = last_seq.get(sensor, -1)
+                if seq > last:
+                    if seq != last + 1 or sensor in unseen:
+                        self._move_on(sensor, last, seq)
+                    last_seq[sensor] = seq
+                    is_behind = False
+                elif self._first_sight(sensor, last - seq):
+                    is_behind = True
+                else:
                     self.stats.duplicates += 1
                     continue
-                self._last_seq[sensor] = reading.seq
                 out.touched.add(sensor)
                 district = tags[sensor].district
                 if now is not None:
                     heard[district] = now
                 elif district not in heard:
                     heard[district] = -math.inf
-                accepted.append((reading, district))
+                if is_behind:
+                    behind.append(reading)
+                else:
+                    accepted.append((reading, district))
         self.stats.rejected += len(out.rejected)
         # Event-time order (stable: equal times keep their arrival order), so that a
         # batch holding one gateway's minutes before another's of the same district
@@ -607,7 +657,42 @@ class Pipeline:
             late = self._late(reading.ts, district)
             self.stats.late += late
             fresh.append((reading, not late))
+        fresh += [(reading, False) for reading in behind]
+        self.stats.behind += len(behind)
+        self.stats.late += len(behind)
         return fresh
+
+    def _move_on(self, sensor: str, last: int, seq: int) -> None:
+        """Note a sensor's new last seq: the seqs between ``last`` and it are unseen.
+
+        A sensor's first reading (``last`` -1) leaves every seq below it unseen.
+        """
+        if last < 0:
+            bits = _WINDOW_MASK >> max(SEQ_WINDOW - seq, 0)
+        else:
+            step = seq - last
+            if step > SEQ_WINDOW:
+                bits = _WINDOW_MASK
+            else:
+                bits = (self._unseen.get(sensor, 0) << step) | ((1 << (step - 1)) - 1)
+                bits &= _WINDOW_MASK
+        if bits:
+            self._unseen[sensor] = bits
+        else:
+            self._unseen.pop(sensor, None)
+
+    def _first_sight(self, sensor: str, below: int) -> bool:
+        """Whether the seq ``below`` under a sensor's last one is unseen; it is seen now."""
+        bits = self._unseen.get(sensor, 0)
+        bit = 1 << (below - 1) if 0 < below <= SEQ_WINDOW else 0
+        if not bits & bit:
+            return False
+        bits &= ~bit
+        if bits:
+            self._unseen[sensor] = bits
+        else:
+            del self._unseen[sensor]
+        return True
 
     def _refusal(self, reading: Reading) -> str | None:
         """Why the stream does not take a reading, or None if it does."""

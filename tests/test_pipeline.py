@@ -36,7 +36,7 @@ from simulators.scenario import parse_scenario
 from stream.aggregate import HOUR, MINUTE, window_end
 from stream.indices.aqi import hourly_aqi
 from stream.indices.scenic import tier_of
-from stream.pipeline import Pipeline, PipelineOutput
+from stream.pipeline import SEQ_WINDOW, Pipeline, PipelineOutput
 from stream.schema import reading_point, sensor_tags
 from stream.sinks.lineprotocol import LineEncoder, Precision
 from telemetry import Batch, GatewayState, GatewayStatus, Kind, Reading
@@ -167,6 +167,12 @@ def split(data: bytes) -> tuple[int, int, bytes]:
     return data[0], int.from_bytes(data[1:9], "little", signed=True), data[9:]
 
 
+def unseen_and_detectors(data: bytes) -> tuple[int, bytes]:
+    """A sensor state's unseen-seq bits, and what follows them (detectors, last values)."""
+    size = int.from_bytes(data[17:19], "little")
+    return int.from_bytes(data[19 : 19 + size], "little"), data[19 + size :]
+
+
 # ---------------------------------------------------------------- fixtures
 
 
@@ -295,19 +301,76 @@ def test_an_overlapping_resend_writes_only_what_is_new(quiet: list[Batch]) -> No
     assert sensors(got.touched) == {r.sensor_id for r in readings_of(quiet[40:60])}
 
 
-def test_a_reading_with_a_lower_seq_than_the_last_is_dropped() -> None:
+def test_a_reading_with_a_seq_already_seen_is_dropped() -> None:
     pipeline = Pipeline(REGISTRY, lateness=LATENESS)
     assert len(pipeline.process([envelope(pm(PIER, 5, 0))]).lines) == 2
-    assert pipeline.process([envelope(pm(PIER, 3, 1, 31.0))]).lines == []
     assert pipeline.process([envelope(pm(PIER, 5, 2, 32.0))]).lines == []  # the same seq
+    assert len(pipeline.process([envelope(pm(PIER, 6, 3))]).lines) == 2
+    assert pipeline.process([envelope(pm(PIER, 5, 2, 32.0))]).lines == []  # seen, below
     assert pipeline.stats.duplicates == 2
-    # In one envelope, in the wrong order: the first is taken, the older one dropped.
-    out = pipeline.process([envelope(pm(PIER, 8, 3), pm(PIER, 7, 4))])
-    assert [parse_line(line).fields.get("seq") for line in out.lines] == [8, None]
-    assert pipeline.stats.duplicates == 3
-    assert split(pipeline.snapshot(PIER))[1] == 8
+    assert split(pipeline.snapshot(PIER))[1] == 6
     # Other sensors keep their own sequence numbers.
     assert len(pipeline.process([envelope(pm(NORTH_BANK, 0, 5))]).lines) == 2
+
+
+def test_an_unseen_reading_below_the_last_seq_is_written_raw_once_and_changes_no_state() -> None:
+    """Records Faust skipped, read again after newer ones of the same sensors."""
+    pipeline = Pipeline(REGISTRY, lateness=LATENESS)
+    for seq in (0, 1, 2, 5, 6):  # 3 and 4 skipped
+        pipeline.process([envelope(pm(PIER, seq, seq / 10))])
+    unseen, detectors = unseen_and_detectors(pipeline.snapshot(PIER))
+    assert unseen == 0b110  # 4 and 3, below the last seq 6
+
+    out = pipeline.process([envelope(pm(PIER, 4, 0.4, 400.0), pm(PIER, 3, 0.3, 300.0))])
+
+    assert [parse_line(line).fields for line in out.lines] == [
+        {"pm2_5": 400.0, "seq": 4},
+        {"pm2_5": 300.0, "seq": 3},
+    ]  # raw, in arrival order, no anomaly scores: the detectors have moved on
+    assert (pipeline.stats.behind, pipeline.stats.late, pipeline.stats.duplicates) == (2, 2, 0)
+    assert split(pipeline.snapshot(PIER))[1] == 6
+    assert unseen_and_detectors(pipeline.snapshot(PIER)) == (0, detectors)
+    assert out.touched == {PIER}
+    # Once seen, they are resends like any other.
+    assert pipeline.process([envelope(pm(PIER, 3, 0.3), pm(PIER, 4, 0.4))]).lines == []
+    assert pipeline.stats.duplicates == 2
+
+
+def test_the_unseen_seqs_survive_a_restore_and_go_out_of_the_window() -> None:
+    first = Pipeline(REGISTRY, lateness=LATENESS)
+    first.process([envelope(pm(PIER, 100, 0))])  # a sensor's first reading: nothing seen below
+    first.process([envelope(pm(PIER, 103, 1))])
+    second = Pipeline(REGISTRY, lateness=LATENESS)
+    second.restore(PIER, first.snapshot(PIER))
+
+    out = second.process([envelope(pm(PIER, seq, 0.5)) for seq in (102, 101, 99, 0)])
+
+    assert [parse_line(line).fields["seq"] for line in out.lines] == [102, 101, 99, 0]
+    assert second.process([envelope(pm(PIER, 102, 0.5))]).lines == []
+    second.process([envelope(pm(PIER, 103 + SEQ_WINDOW, 2))])
+    assert second.process([envelope(pm(PIER, 98, 0.5))]).lines == []  # too far below to tell
+    assert second.stats.duplicates == 2
+    assert second.snapshot(PIER) == first_restored(second.snapshot(PIER))
+
+
+def first_restored(state: bytes) -> bytes:
+    """A state snapshotted again after a restore into a new pipeline."""
+    pipeline = Pipeline(REGISTRY, lateness=LATENESS)
+    pipeline.restore(PIER, state)
+    return pipeline.snapshot(PIER)
+
+
+def test_a_state_of_version_1_restores_with_no_unseen_seqs() -> None:
+    pipeline = Pipeline(REGISTRY, lateness=LATENESS)
+    pipeline.process([envelope(pm(PIER, 5, 0))])
+    state = pipeline.snapshot(PIER)
+    assert (state[0], unseen_and_detectors(state)[0]) == (2, 0b11111)  # seqs 4 to 0
+    old = bytes([1]) + state[1:17] + unseen_and_detectors(state)[1]
+
+    restored = Pipeline(REGISTRY, lateness=LATENESS)
+    restored.restore(PIER, old)
+
+    assert restored.process([envelope(pm(PIER, 4, 0))]).lines == []
 
 
 # ---------------------------------------------------------------- event time
@@ -531,7 +594,7 @@ def test_a_snapshot_restores_to_an_equal_state() -> None:
     for sensor in LAKESIDE:
         assert b.snapshot(sensor) == a.snapshot(sensor)
     # A sensor never seen has a state too, with no last seq.
-    assert split(a.snapshot("aq-drum-tower-pollution"))[:2] == (1, -1)
+    assert split(a.snapshot("aq-drum-tower-pollution"))[:2] == (2, -1)
     # All keys at once (what a step stores) give what each gives alone.
     keys = [*LAKESIDE, *a.state_keys()[-3:], "aq-drum-tower-pollution"]
     assert a.snapshots(keys) == {key: a.snapshot(key) for key in keys}

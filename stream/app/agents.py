@@ -452,6 +452,7 @@ def define_agents(
             rejected=len(out.rejected),
             duplicates=pipeline.stats.duplicates,
             late=pipeline.stats.late,
+            behind=pipeline.stats.behind,
             alerts=len(out.alerts),
         )
 
