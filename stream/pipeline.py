@@ -348,7 +348,10 @@ class Pipeline:
                 (size,) = _UNSEEN.unpack_from(data, offset)
                 offset += _UNSEEN.size
                 if size > SEQ_WINDOW // 8 or offset + size > len(data):
-                    msg = f"{size} bytes of unseen seqs, at most {SEQ_WINDOW // 8}"
+                    msg = (
+                        f"{size} bytes of unseen seqs (at most {SEQ_WINDOW // 8})"
+                        f" in {len(data) - offset} bytes"
+                    )
                     raise ValueError(msg)
                 unseen = int.from_bytes(data[offset : offset + size], "little")
                 offset += size

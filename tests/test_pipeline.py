@@ -612,6 +612,14 @@ def _one_byte_short(good: bytes) -> bytes:
     return good[:-1]
 
 
+def _unseen_past_the_window(good: bytes) -> bytes:
+    return good[:17] + (SEQ_WINDOW // 8 + 1).to_bytes(2, "little") + good[19:]
+
+
+def _unseen_cut_short(good: bytes) -> bytes:
+    return good[:17] + (3).to_bytes(2, "little") + b"\1"
+
+
 def _header_only(good: bytes) -> bytes:
     return good[:9]
 
@@ -630,6 +638,8 @@ def _empty(good: bytes) -> bytes:
         _wrong_version,
         _too_long,
         _one_byte_short,
+        _unseen_past_the_window,
+        _unseen_cut_short,
         _header_only,
         _shorter_than_a_header,
         _empty,

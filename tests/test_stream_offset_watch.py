@@ -11,8 +11,10 @@ import asyncio
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from aiokafka import (  # type: ignore[import-untyped,unused-ignore]
@@ -98,6 +100,57 @@ def test_the_consumer_commits_nothing_past_an_unacked_offset_after_the_committed
     assert committed_next(88, [88, 89, 91], (90, 91)) == 92
     assert committed_next(88, [95, 96], (89, 95)) == 97  # no records from 88 on
     assert committed_next(None, [3, 4], None) == 5  # nothing committed yet: Faust's way
+
+
+def test_offsets_kafka_did_not_take_are_committed_at_the_next_commit() -> None:
+    """A commit refused (the group "has already rebalanced") is tried again, not forgotten."""
+    tp, other = TP("by-district", 2), TP("by-district", 3)
+    answers = [False, True]
+    sent: list[dict[TP, int]] = []
+
+    async def commit(offsets: Mapping[TP, int]) -> bool:
+        sent.append(dict(offsets))
+        return answers.pop(0)
+
+    async def flush() -> None:
+        return None
+
+    consumer = object.__new__(_Consumer)  # Faust's own _commit_offsets, its Kafka call faked
+    consumer._committed_offset = defaultdict(lambda: None, {tp: 139})
+    consumer._acked = defaultdict(list, {tp: list(range(139, 211)), other: [5, 6]})
+    consumer._acked_index = defaultdict(set, {tp: set(range(139, 211)), other: {5, 6}})
+    consumer._gap = defaultdict(IntervalTree)
+    warned: list[tuple[object, ...]] = []
+    consumer.log = cast(
+        Any, SimpleNamespace(dev=_quiet, info=_quiet, warning=lambda *a: warned.append(a))
+    )
+    consumer.in_transaction = False
+    consumer.app = cast(
+        Any,
+        SimpleNamespace(
+            producer=SimpleNamespace(flush=flush),
+            tables=SimpleNamespace(on_commit=lambda offsets: None),
+            monitor=SimpleNamespace(on_tp_commit=lambda offsets: None),
+        ),
+    )
+    consumer.assignment = lambda: {tp, other}  # type: ignore[method-assign]
+    consumer._commit = commit  # type: ignore[method-assign]
+
+    async def commit_twice() -> list[bool]:
+        return [
+            await consumer._commit_offsets(consumer._filter_committable_offsets([tp, other]))
+            for _ in range(2)
+        ]
+
+    assert asyncio.run(commit_twice()) == [False, True]
+    assert sent == [{tp: 211, other: 7}, {tp: 211, other: 7}]
+    assert consumer._committed_offset == {tp: 211, other: 7}
+    assert consumer._acked == {tp: [], other: []}
+    assert [args[1] for args in warned] == [{tp: 211, other: 7}]
+
+
+def _quiet(*args: object) -> None:
+    return None
 
 
 def test_offsets_held_by_an_agent_or_in_a_gap_are_not_skipped() -> None:

@@ -36,6 +36,14 @@ that never reached an agent, is then lost at the next restart. Seen here: each s
 offset the Faust test app dropped unacked (the first, the fourth, the eighth of ten)
 was committed past, and never read again.
 
+Nor does it forget a commit that Kafka did not take. Faust books the offsets as
+committed, and drops their acks, whether or not the commit went through (a commit
+refused because the group "has already rebalanced" is not even logged). A partition
+the worker keeps through that rebalance then has nothing to commit until newer records
+are acked: its group offset stays behind, and a restart reads those records again.
+Seen here: a worker that took a partition over processed and acked its 72 waiting
+records, and the group offset stayed where the killed worker had left it.
+
 >>> app = StreamFaustApp("example", fetch_wait_ms=100)
 >>> app.fetch_wait_ms
 100
@@ -44,7 +52,7 @@ was committed past, and never read again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 import aiokafka  # type: ignore[import-untyped,unused-ignore]
@@ -96,6 +104,31 @@ class _Consumer(faust_aiokafka.Consumer):
                 if not recordless(gaps, committed, offset):
                     return None
         return super()._new_offset(tp)
+
+    async def _commit_offsets(
+        self, offsets: Mapping[TP, int], start_new_transaction: bool = True
+    ) -> bool:
+        """Faust's commit; offsets Kafka did not take stay acked, to be committed again."""
+        before = {tp: self._committed_offset[tp] for tp in offsets}
+        if await super()._commit_offsets(offsets, start_new_transaction):
+            return True
+        assigned = self.assignment()
+        kept = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        for tp, offset in kept.items():
+            committed = before[tp]
+            self._committed_offset[tp] = committed
+            # _new_offset took [committed, offset) out of the acked offsets (the first
+            # commit of a partition: those from its lowest acked one; the last suffices)
+            start = offset - 1 if committed is None else committed
+            index = self._acked_index[tp]
+            back = [o for o in range(start, offset) if o not in index]
+            index.update(back)
+            acked = self._acked[tp]
+            acked.extend(back)
+            acked.sort()
+        if kept:
+            self.log.warning("Kafka did not take the commit of %r: committing it again", kept)
+        return False
 
 
 def recordless(gaps: Any, committed: int, offset: int) -> bool:
