@@ -41,8 +41,6 @@ committed, and drops their acks, whether or not the commit went through (a commi
 refused because the group "has already rebalanced" is not even logged). A partition
 the worker keeps through that rebalance then has nothing to commit until newer records
 are acked: its group offset stays behind, and a restart reads those records again.
-Seen here: a worker that took a partition over processed and acked its 72 waiting
-records, and the group offset stayed where the killed worker had left it.
 
 >>> app = StreamFaustApp("example", fetch_wait_ms=100)
 >>> app.fetch_wait_ms
