@@ -399,6 +399,22 @@ def lacking(vm: VictoriaMetricsServer, expected: set[tuple[str, int]]) -> str:
     return f": {len(absent)} of {len(expected)} readings missing, e.g. {when}"
 
 
+def wait_landed(
+    vm: VictoriaMetricsServer,
+    expected: set[tuple[str, int]],
+    what: str,
+    fail: Callable[[str], NoReturn],
+    detail: Callable[[], str] = lambda: "",
+) -> None:
+    """Wait until every one of ``expected`` is among VictoriaMetrics' raw readings."""
+    wait_for(
+        lambda: set(sensor_ts(raw_samples(vm))) >= expected,
+        what,
+        fail,
+        lambda: lacking(vm, expected) + detail(),
+    )
+
+
 def test_a_killed_workers_partitions_and_state_move_to_the_survivor_and_nothing_is_lost(
     tansu: TansuServer, victoria_metrics: VictoriaMetricsServer, tmp_path: Path
 ) -> None:
@@ -469,12 +485,7 @@ def test_a_killed_workers_partitions_and_state_move_to_the_survivor_and_nothing_
         # -- minutes 0-40, every gateway: both workers write, and commit
         first = select(envelopes, districts, 0, FIRST_END)
         producer.send(first, PACE_S)
-        wait_for(
-            lambda: set(sensor_ts(raw_samples(vm))) >= keys(first),
-            "minutes 0-40 did not land",
-            fail,
-            lambda: lacking(vm, keys(first)),
-        )
+        wait_landed(vm, keys(first), "minutes 0-40 did not land", fail)
         wait_for(settled, "the workers did not commit minutes 0-40", fail, commits)
         if not any(b.get("envelopes", 0) > 0 for b in victim.batches()):
             fail("the victim wrote no batch of minutes 0-40")
@@ -500,23 +511,13 @@ def test_a_killed_workers_partitions_and_state_move_to_the_survivor_and_nothing_
         # (What it wrote, not what it committed: after a takeover, the group's offset of
         # a partition has been seen to stay behind until newer records came.)
         backlog = keys([*first, *offline, *catch_up])
-        wait_for(
-            lambda: set(sensor_ts(raw_samples(vm))) >= backlog,
-            "the survivor did not write the victim's backlog",
-            fail,
-            lambda: lacking(vm, backlog) + commits(),
-        )
+        wait_landed(vm, backlog, "the survivor did not write the victim's backlog", fail, commits)
 
         # -- minutes 48-120, every gateway
         rest = select(envelopes, districts, OFFLINE_END, envelopes[-1].minute + 1)
         producer.send(rest, PACE_S)
         expected = keys(envelopes)
-        wait_for(
-            lambda: set(sensor_ts(raw_samples(vm))) >= expected,
-            "not every reading landed",
-            fail,
-            lambda: lacking(vm, expected),
-        )
+        wait_landed(vm, expected, "not every reading landed", fail)
         wait_for(settled, "the survivor did not commit every offset", fail, commits)
         time.sleep(1.0)  # a point written twice would have landed by now
 
