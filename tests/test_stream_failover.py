@@ -18,8 +18,9 @@ minute):
 4. The victim is SIGKILLed. Production goes on while nobody owns its partitions:
    every gateway re-sends its envelopes of minutes 30-40 (a gateway's store-and-forward
    after a reconnect), then the victim's gateways catch up with minutes 40-48.
-5. Once the survivor has taken over all four partitions and written the backlog,
-   minutes 48-120 of every gateway, paced.
+5. Once the survivor has taken over all four partitions, written the backlog and
+   committed every offset of both topics (nothing newer comes to move the commits
+   on), minutes 48-120 of every gateway, paced.
 
 Then, with every offset committed:
 
@@ -507,11 +508,11 @@ def test_a_killed_workers_partitions_and_state_move_to_the_survivor_and_nothing_
             "the survivor did not take over the four partitions",
             fail,
         )
-        # Let it catch up first, so that no batch mixes minutes 40-48 with newer ones.
-        # (What it wrote, not what it committed: after a takeover, the group's offset of
-        # a partition has been seen to stay behind until newer records came.)
+        # Let it catch up first, so that no batch mixes minutes 40-48 with newer ones;
+        # and commit it, with no newer records to move the commits on.
         backlog = keys([*first, *offline, *catch_up])
         wait_landed(vm, backlog, "the survivor did not write the victim's backlog", fail, commits)
+        wait_for(settled, "the survivor did not commit the victim's backlog", fail, commits)
 
         # -- minutes 48-120, every gateway
         rest = select(envelopes, districts, OFFLINE_END, envelopes[-1].minute + 1)

@@ -23,7 +23,7 @@ from aiokafka import (  # type: ignore[import-untyped,unused-ignore]
     TopicPartition,
 )
 from faust.types import TP
-from intervaltree import IntervalTree  # type: ignore[import-untyped]
+from intervaltree import Interval, IntervalTree  # type: ignore[import-untyped]
 
 from stream.app.agents import (
     OffsetWatch,
@@ -32,7 +32,7 @@ from stream.app.agents import (
     _unread_offsets,
     _waiting_offsets,
 )
-from stream.app.transport import _Consumer
+from stream.app.transport import _Consumer, _ReadOffsets
 from tests.servers._procs import log_tail
 from tests.servers.faust_echo import ECHO_PREFIX
 from tests.servers.stream_worker import create_topics
@@ -78,16 +78,28 @@ def test_faust_bookkeeping_is_read_as_faust_keeps_it() -> None:
     assert _waiting_offsets(object()) == {}  # another Faust: nothing to say, no error
 
 
+def bookkeeping(
+    tp: TP, committed: int | None, acked: list[int], held: tuple[int, ...] = ()
+) -> _Consumer:
+    """The stream's consumer with only Faust's bookkeeping of one partition, no gaps yet."""
+    consumer = object.__new__(_Consumer)
+    consumer._committed_offset = defaultdict(lambda: None, {tp: committed})
+    consumer._acked = defaultdict(list, {tp: list(acked)})
+    consumer._acked_index = defaultdict(set, {tp: set(acked)})
+    consumer._gap = defaultdict(IntervalTree)
+    consumer._read_offset = _ReadOffsets()
+    consumer._unacked_messages = cast(  # a weak set of messages in Faust
+        Any, [SimpleNamespace(tp=tp, offset=o, acked=False) for o in held]
+    )
+    return consumer
+
+
 def committed_next(
     committed: int | None, acked: list[int], gap: tuple[int, int] | None
 ) -> int | None:
     """The offset the stream's consumer would commit next, given Faust's bookkeeping."""
     tp = TP("readings", 1)
-    consumer = object.__new__(_Consumer)  # only the bookkeeping _new_offset reads
-    consumer._committed_offset = defaultdict(lambda: None, {tp: committed})
-    consumer._acked = defaultdict(list, {tp: list(acked)})
-    consumer._acked_index = defaultdict(set, {tp: set(acked)})
-    consumer._gap = defaultdict(IntervalTree)
+    consumer = bookkeeping(tp, committed, acked)
     if gap is not None:
         consumer._gap[tp].addi(*gap)
     return consumer._new_offset(tp)
@@ -100,6 +112,41 @@ def test_the_consumer_commits_nothing_past_an_unacked_offset_after_the_committed
     assert committed_next(88, [88, 89, 91], (90, 91)) == 92
     assert committed_next(88, [95, 96], (89, 95)) == 97  # no records from 88 on
     assert committed_next(None, [3, 4], None) == 5  # nothing committed yet: Faust's way
+
+
+def test_records_delivered_before_a_seek_back_are_not_taken_for_a_gap() -> None:
+    """A takeover: Faust delivered 117-152 of a fetch, then sought back to 117.
+
+    The record at 153, the rest of that fetch, then looked like a jump from 117:
+    Faust noted 118-153 as without records, and its commits went 119, 120, 121...
+    one offset a commit, every offset listed twice.
+    """
+    tp = TP("by-district", 2)
+    consumer = bookkeeping(tp, 117, [])
+    for offset in range(117, 153):  # Faust's fetch loop, as it hands records on
+        consumer._read_offset[tp] = offset
+    consumer._read_offset.update({tp: 117})  # Faust's seek to the committed offset
+    asyncio.run(consumer._add_gap(tp, 118, 153))  # the record at 153 came next
+    assert not consumer._gap[tp]
+    consumer._acked[tp] += range(117, 200)
+    assert consumer._new_offset(tp) == 200
+    consumer._read_offset.pop(tp, None)  # revoked: a later jump is a gap again
+    asyncio.run(consumer._add_gap(tp, 201, 205))
+    assert sorted(consumer._gap[tp]) == [Interval(201, 205)]  # not 205: it has a record
+
+
+def test_a_gap_is_committed_with_the_acked_offsets_each_once_and_not_past_a_held_one() -> None:
+    tp = TP("by-district", 2)
+    consumer = bookkeeping(tp, 117, [117, 118, 119, 120, 121, 125], held=(122,))
+    consumer._gap[tp].addi(120, 125)  # a gap over offsets acked or held all the same
+    assert consumer._new_offset(tp) == 122  # 122 is not acked yet
+    assert consumer._acked[tp] == [123, 124, 125]
+    assert not consumer._gap[tp]
+    consumer._committed_offset[tp] = 122
+    assert consumer._new_offset(tp) is None  # still held
+    consumer._unacked_messages.clear()
+    consumer._acked[tp].append(122)
+    assert consumer._new_offset(tp) == 126
 
 
 def test_offsets_kafka_did_not_take_are_committed_at_the_next_commit() -> None:

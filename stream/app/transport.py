@@ -42,6 +42,16 @@ refused because the group "has already rebalanced" is not even logged). A partit
 the worker keeps through that rebalance then has nothing to commit until newer records
 are acked: its group offset stays behind, and a restart reads those records again.
 
+And its gaps (offsets Faust takes as having no record, to be committed without an
+ack) are only offsets it never delivered. Faust notes a gap when a partition's next
+record is more than one past its read offset, and counted that record in the gap.
+After a takeover, Faust seeks back to the committed offset while it still hands on
+the rest of a fetch made before: the next record of that fetch looked like a jump,
+and every record delivered since the committed offset fell into a gap. Those acked
+were then listed twice and the partition's commits crawled on one offset at a time
+(in one failover test run in three to eight); those an agent never acked would have
+been committed past.
+
 >>> app = StreamFaustApp("example", fetch_wait_ms=100)
 >>> app.fetch_wait_ms
 100
@@ -50,6 +60,7 @@ are acked: its group offset stays behind, and a restart reads those records agai
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
@@ -85,14 +96,55 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
+class _ReadOffsets(defaultdict[TP, int | None]):
+    """Faust's read offset of each partition, which also keeps the highest it ever had.
+
+    Faust's fetch loop sets a partition's read offset as it hands each record to the
+    agents; a seek sets it back (to the committed offset, after a rebalance or when
+    the offset watch reads skipped records again). ``highest`` is the last offset
+    handed on before any such seek: every offset up to it has been delivered once.
+
+    >>> tp = TP("readings", 0)
+    >>> offsets = _ReadOffsets()
+    >>> offsets[tp] = 57
+    >>> offsets.update({tp: 39})  # Faust's seek to the committed offset
+    >>> offsets[tp], offsets.highest[tp]
+    (39, 57)
+    """
+
+    def __init__(self) -> None:
+        super().__init__(lambda: None)
+        self.highest: dict[TP, int] = {}
+
+    def __setitem__(self, tp: TP, offset: int | None) -> None:
+        super().__setitem__(tp, offset)
+        if offset is not None and offset > self.highest.get(tp, -1):
+            self.highest[tp] = offset
+
+    def __delitem__(self, tp: TP) -> None:
+        super().__delitem__(tp)
+        self.highest.pop(tp, None)
+
+    def pop(self, tp: TP, *default: int | None) -> int | None:  # type: ignore[override]
+        """Forget a partition (Faust: it was revoked)."""
+        self.highest.pop(tp, None)
+        return super().pop(tp, *default)
+
+
 class _Consumer(faust_aiokafka.Consumer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_offset = _ReadOffsets()
+
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def _new_offset(self, tp: TP) -> int | None:
         """Faust's offset to commit, or None while an offset after the committed one is unacked.
 
-        Offsets without a record (:func:`recordless`) need no ack.
+        Offsets without a record (:func:`recordless`) need no ack; they join the acked
+        ones once each (:meth:`_fold_gaps`) before Faust looks for its run of
+        consecutive offsets.
         """
         committed = self._committed_offset[tp]
         acked = self._acked[tp]
@@ -101,7 +153,48 @@ class _Consumer(faust_aiokafka.Consumer):
             for offset in range(committed, min(acked)):
                 if not recordless(gaps, committed, offset):
                     return None
+        if acked:
+            self._fold_gaps(tp, acked)
         return super()._new_offset(tp)
+
+    def _fold_gaps(self, tp: TP, acked: list[int]) -> None:
+        """Move a partition's gaps up to its highest acked offset into ``acked``, each offset once.
+
+        Faust's own adds every offset of those gaps, acked or not. A gap holds no
+        offset with a record any more (:meth:`_add_gap`), but one acked all the same
+        would be listed twice, which ends Faust's run of consecutive offsets: from
+        there on each commit moved the partition on by one offset (seen here before
+        :meth:`_add_gap` was fixed, after a takeover: 270 records behind, one commit
+        every 2.8 s, which the offset watch does not see, its lowest acked offset
+        moving on). Offsets an agent holds are left out: they wait for their acks.
+        """
+        gaps = self._gap.get(tp)
+        if not gaps:
+            return
+        high = max(acked)
+        spans = gaps.overlap(0, high)
+        if not spans:
+            return
+        have = set(acked)
+        have.update(m.offset for m in self._unacked_messages if m.tp == tp and not m.acked)
+        acked += [o for span in spans for o in range(span.begin, span.end) if o not in have]
+        acked.sort()
+        gaps.chop(0, max(max(span.end for span in spans), high + 1))
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Note the offsets from ``offset_from`` to before ``offset_to`` as without records.
+
+        Faust's fetch loop calls this when a partition's next record, at
+        ``offset_to``, is more than one past its read offset. Faust's own notes
+        ``offset_to`` too, so that record was committed past before an agent had it.
+        And offsets already delivered are not noted (:class:`_ReadOffsets`): the jump
+        came from a seek back made while the rest of an earlier fetch was handed on,
+        and those records, not seen as missing, would be committed past even if no
+        agent acked them (Faust skips some after a rebalance, faust-streaming issue
+        596), and acked ones would be acked twice (:meth:`_fold_gaps`).
+        """
+        delivered = cast(_ReadOffsets, self._read_offset).highest.get(tp, -1)
+        await super()._add_gap(tp, max(offset_from, delivered + 1), offset_to - 1)
 
     async def _commit_offsets(
         self, offsets: Mapping[TP, int], start_new_transaction: bool = True
