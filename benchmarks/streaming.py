@@ -64,13 +64,15 @@ Parts (``--part``; all by default):
     in VictoriaMetrics (a new series becomes searchable only ~10 s after its first
     sample, which would otherwise count as latency);
   - latency: the fleet at each ``--latency-rate`` for ``--seconds``; p50, p99 and max
-    of the probe readings published meanwhile, and the CPU of the worker, the bridge
-    and the fleet;
+    of the probe readings published meanwhile, and the CPU of every process (the
+    worker, the bridge, the fleet, Mosquitto, Tansu and VictoriaMetrics);
   - throughput: the fleet at ``--rate`` (the target, 50,000; the fleet gets what one
     Python process gives it on a shared machine) for ``--seconds``, then up to
     ``--drain-s`` for the backlog; VictoriaMetrics' count of raw readings
     (``<kind>_seq`` samples, after a forced flush) every second. The end-to-end rate
-    is the readings that landed per second while the stream was saturated.
+    is the readings that landed per second while the stream was saturated. Each
+    process's CPU time per reading it moved follows, and the cores the target rate
+    would take at that cost.
 
     .venv/bin/python benchmarks/streaming.py [--part all|stages|e2e] [--gateways 100]
         [--stage-gateways 20] [--stage-minutes 60] [--rate 50000]
@@ -316,6 +318,46 @@ def servers(folder: Path, *, with_mqtt: bool) -> Iterator[tuple[int, str, str]]:
                 yield port, kafka, url
         else:
             yield 0, kafka, url
+
+
+SERVER_NAMES = ("mosquitto", "tansu", "victoria")
+"""How the servers' processes are named (the kernel keeps 15 characters of a name)."""
+
+
+def server_pids() -> dict[str, int]:
+    """This process's children that are servers, by the start of their names.
+
+    >>> set(server_pids()) <= set(SERVER_NAMES)
+    True
+    """
+    found: dict[str, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        parent = int(text[text.rindex(")") + 2 :].split()[1])
+        for server in SERVER_NAMES:
+            if parent == os.getpid() and name.startswith(server):
+                found[server] = int(stat.parent.name)
+    return found
+
+
+def cpu_budget(cpu_s: dict[str, float], moved: dict[str, int], target: float) -> str:
+    """Each process's CPU time per reading it moved, and the cores ``target`` readings/s need.
+
+    >>> print(cpu_budget({"worker": 1.0, "fleet": 0.5}, {"worker": 10_000, "fleet": 20_000}, 5e4))
+      CPU per reading moved: worker 100 us, fleet 25 us; 125 us in all, so 50,000
+      readings/s would take 6.2 cores
+    """
+    per = {name: 1e6 * seconds / moved[name] for name, seconds in cpu_s.items()}
+    total = sum(per.values())
+    parts = ", ".join(f"{name} {us:,.0f} us" for name, us in per.items())
+    return (
+        f"  CPU per reading moved: {parts}; {total:,.0f} us in all, so {target:,.0f}\n"
+        f"  readings/s would take {total * target / 1e6:,.1f} cores"
+    )
 
 
 async def create_topics(kafka: str, names: Sequence[str]) -> None:
@@ -896,6 +938,7 @@ def run_e2e(args: argparse.Namespace, folder: Path, registry_path: Path) -> None
             bridge_run.wait_event("kafka connected")
             pids = {"worker": worker.process.pid, "bridge": bridge_run.process.pid}
             pids["fleet"] = fleet.process.pid
+            pids |= server_pids()
 
             with Probe(port, url, args.probe_hz) as probe:
                 # -- warm-up: a few readings of every sensor (and the probe's first ones),
@@ -930,9 +973,8 @@ def run_e2e(args: argparse.Namespace, folder: Path, registry_path: Path) -> None
                         f" p50 {percentile(lat, 0.5) * 1000:,.0f} ms,"
                         f" p99 {percentile(lat, 0.99) * 1000:,.0f} ms,"
                         f" max {max(lat, default=math.nan) * 1000:,.0f} ms"
-                        f" ({len(lat)} probes, {lost} not seen); CPU: worker"
-                        f" {cpu['worker']:.0f} %, bridge {cpu['bridge']:.0f} %,"
-                        f" fleet {cpu['fleet']:.0f} % of a core",
+                        f" ({len(lat)} probes, {lost} not seen); CPU, of a core: "
+                        + ", ".join(f"{name} {pct:.0f} %" for name, pct in cpu.items()),
                         flush=True,
                     )
 
@@ -959,7 +1001,8 @@ def run_e2e(args: argparse.Namespace, folder: Path, registry_path: Path) -> None
                         break
                     time.sleep(1.0)
                 elapsed = time.monotonic() - began
-                cpu = {k: 100 * (cpu_seconds(p) - cpu0[k]) / elapsed for k, p in pids.items()}
+                cpu_s = {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items()}
+                cpu = {k: 100 * seconds / elapsed for k, seconds in cpu_s.items()}
                 lat, lost = probe.latencies(first, last)
     landed = counts[-1][1] if counts else 0
     moving = [(t, n) for t, n in counts if n > 0]
@@ -975,10 +1018,13 @@ def run_e2e(args: argparse.Namespace, folder: Path, registry_path: Path) -> None
         f" {elapsed:.1f} s, {slope:,.0f} readings/s while landing;"
         f" {answer['acked'] - landed:,} not landed when the run stopped"
     )
-    print(
-        f"  CPU over the throughput run: worker {cpu['worker']:.0f} %, bridge"
-        f" {cpu['bridge']:.0f} %, fleet {cpu['fleet']:.0f} % of a core"
-    )
+    shares = ", ".join(f"{name} {pct:.0f} %" for name, pct in cpu.items())
+    print(f"  CPU over the throughput run, of a core: {shares}")
+    if landed:
+        # The worker and VictoriaMetrics moved the readings that landed; the fleet,
+        # Mosquitto, the bridge and Tansu (producing) every one the fleet published.
+        moved = {n: landed if n in ("worker", "victoria") else answer["acked"] for n in cpu_s}
+        print(cpu_budget(cpu_s, moved, args.rate))
     print(
         f"  probe during the throughput run: {len(lat)} of {len(lat) + lost} seen; p50"
         f" {percentile(lat, 0.5) * 1000:,.0f} ms, p99 {percentile(lat, 0.99) * 1000:,.0f} ms"
