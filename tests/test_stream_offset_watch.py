@@ -70,6 +70,7 @@ def test_faust_bookkeeping_is_read_as_faust_keeps_it() -> None:
             "highest": 143,
             "acked": 3,
             "committed": 139,
+            "start": 139,
             "read": 143,
             "gaps": [(150, 152)],
             "skipped": [(139, 140)],
@@ -111,7 +112,20 @@ def test_the_consumer_commits_nothing_past_an_unacked_offset_after_the_committed
     assert committed_next(88, [89, 91], (90, 91)) is None  # 88 unacked, 90 has no record
     assert committed_next(88, [88, 89, 91], (90, 91)) == 92
     assert committed_next(88, [95, 96], (89, 95)) == 97  # no records from 88 on
-    assert committed_next(None, [3, 4], None) == 5  # nothing committed yet: Faust's way
+    assert committed_next(None, [3, 4], None) == 5  # nothing committed yet, nor read
+
+
+def test_before_the_first_commit_nothing_is_committed_past_the_first_offset_read() -> None:
+    """A brand-new group: Faust's own would commit 5, past the unacked record at 2."""
+    tp = TP("readings", 1)
+    consumer = bookkeeping(tp, None, [3, 4])
+    consumer._read_offset[tp] = 2  # the first record read; no agent acked it
+    consumer._read_offset[tp] = 4
+    assert consumer._new_offset(tp) is None
+    found = _waiting_offsets(consumer)["readings/1"]
+    assert (found["committed"], found["start"], found["skipped"]) == (None, 2, [(2, 2)])
+    consumer._acked[tp].insert(0, 2)
+    assert consumer._new_offset(tp) == 5
 
 
 def test_records_delivered_before_a_seek_back_are_not_taken_for_a_gap() -> None:
@@ -259,22 +273,24 @@ def test_partitions_with_records_past_the_last_read_are_found_among_the_streamed
 
 
 @pytest.mark.servers
+@pytest.mark.parametrize("skip", [[3, 7], [0]], ids=["after-commits", "before-any-commit"])
 def test_records_an_agent_never_got_are_read_again_and_the_partition_commits_past_them(
-    tansu: TansuServer, tmp_path: Path
+    tansu: TansuServer, tmp_path: Path, skip: list[int]
 ) -> None:
     """The agent drops records unacked the first time; every record is echoed in the end.
 
     The stream's consumer then commits nothing past the first dropped offset (Faust's
-    own would commit past each, a single unacked offset after the committed one); the
-    watch finds it neither acked nor held, and seeks the partition back to it. The
-    watch waits longer than Faust's commit interval (2.8 s), so it would come too late
-    for a consumer that committed past the dropped offsets.
+    own would commit past each, a single unacked offset after the committed one, and
+    anything at all before the group's first commit); the watch finds it neither
+    acked nor held, and seeks the partition back to it. The watch waits longer than
+    Faust's commit interval (2.8 s), so it would come too late for a consumer that
+    committed past the dropped offsets.
     """
     app_id = f"skip-{uuid.uuid4().hex[:8]}"
     source, sink = f"{app_id}-in", f"{app_id}-out"
     asyncio.run(asyncio.wait_for(create_topics(tansu, [source, sink], 1), TIMEOUT_S))
     worker = faust_echo_worker(
-        tansu, tmp_path, app_id=app_id, source=source, sink=sink, skip=[3, 7], watch_s=8.0
+        tansu, tmp_path, app_id=app_id, source=source, sink=sink, skip=skip, watch_s=8.0
     )
     values = [str(n).encode() for n in range(10)]
     worker.start()

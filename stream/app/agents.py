@@ -50,7 +50,7 @@ from stream.alerts import Deliverer, DeliveryResult
 from stream.app.settings import StreamSettings
 from stream.app.tables import Tables
 from stream.app.topics import Topics
-from stream.app.transport import recordless
+from stream.app.transport import recordless, start_offset
 from stream.pipeline import Pipeline, Rejected
 from stream.sinks import Sink, SinkError
 from telemetry import Batch
@@ -135,27 +135,29 @@ def _waiting_offsets(consumer: Any) -> dict[str, dict[str, Any]]:
     """Faust's bookkeeping of each partition with acked offsets it has not committed.
 
     Reads Faust's private consumer state. ``skipped`` lists, as ``(first, last)``
-    ranges, the offsets from the committed one up to the lowest acked that no agent
-    holds (:func:`_skipped_offsets`). ``tp`` is Faust's partition, to seek it.
+    ranges, the offsets from ``start`` (the committed one, or before the first commit
+    the first read) up to the lowest acked that no agent holds (:func:`_skipped_offsets`).
+    ``tp`` is Faust's partition, to seek it back to ``start``.
     """
     found: dict[str, dict[str, Any]] = {}
     held = _held_offsets(consumer)
     for tp, acked in list(getattr(consumer, "_acked", {}).items()):
         if acked:
             gaps = getattr(consumer, "_gap", {}).get(tp) or ()
-            committed = getattr(consumer, "_committed_offset", {}).get(tp)
+            start = start_offset(consumer, tp)
             lowest = min(acked)
             found[f"{tp.topic}/{tp.partition}"] = {
                 "tp": tp,
                 "lowest": lowest,
                 "highest": max(acked),
                 "acked": len(acked),
-                "committed": committed,
+                "committed": getattr(consumer, "_committed_offset", {}).get(tp),
+                "start": start,
                 "read": getattr(consumer, "_read_offset", {}).get(tp),
                 "gaps": [(g.begin, g.end) for g in sorted(gaps)][:5],
                 "skipped": []
-                if committed is None
-                else _skipped_offsets(held.get(tp, set()), gaps, committed, lowest),
+                if start is None
+                else _skipped_offsets(held.get(tp, set()), gaps, start, lowest),
             }
     return found
 
@@ -170,9 +172,12 @@ def _held_offsets(consumer: Any) -> dict[Any, set[int]]:
 
 
 def _skipped_offsets(
-    held: Collection[int], gaps: Any, committed: int, lowest: int
+    held: Collection[int], gaps: Any, start: int, lowest: int
 ) -> list[tuple[int, int]]:
-    """The offsets from ``committed`` up to ``lowest`` (excluded) that no agent holds.
+    """The offsets from ``start`` up to ``lowest`` (excluded) that no agent holds.
+
+    ``start`` is the committed offset (before the group's first commit, the first one
+    read: :func:`~stream.app.transport.start_offset`).
 
     Each such offset is neither in flight (in ``held``: given to an agent and not yet
     acked) nor without a record (:func:`~stream.app.transport.recordless`, by Faust's
@@ -184,8 +189,8 @@ def _skipped_offsets(
     [(88, 88), (90, 92)]
     """
     ranges: list[tuple[int, int]] = []
-    for offset in range(committed, lowest):
-        if offset in held or recordless(gaps, committed, offset):
+    for offset in range(start, lowest):
+        if offset in held or recordless(gaps, start, offset):
             continue
         if ranges and ranges[-1][1] == offset - 1:
             ranges[-1] = (ranges[-1][0], offset)
@@ -242,9 +247,10 @@ async def watch_offsets(
     :class:`OffsetWatch`). A partition whose lowest acked offset has waited
     ``limit_s`` is logged; if offsets below it were skipped (:func:`_skipped_offsets`:
     read, but no agent ever got them), the partition is sought back to its committed
-    offset, so that they are read again. Everything after them is read again too,
-    which the stream takes as resends. A partition of the ``streamed`` topics whose
-    records wait unread for ``limit_s`` is logged.
+    offset (before its first commit, the first offset read), so that they are read
+    again. Everything after them is read again too, which the stream takes as resends.
+    A partition of the ``streamed`` topics whose records wait unread for ``limit_s``
+    is logged.
     """
     commits, reads = OffsetWatch(limit_s), OffsetWatch(limit_s)
     while True:
@@ -266,7 +272,7 @@ async def watch_offsets(
             commits.forget(name)  # look again, in case records read before the seek skip them
             try:
                 if tp in app.consumer.assignment():
-                    await app.consumer.seek_wait({tp: found["committed"]})
+                    await app.consumer.seek_wait({tp: found["start"]})
             except Exception:  # revoked meanwhile: its next owner reads it from there
                 log.warning("cannot seek a partition", partition=name, exc_info=True)
         for name in reads.observe(now, {name: u["read"] for name, u in unread.items()}):

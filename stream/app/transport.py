@@ -34,7 +34,9 @@ first after the committed offset (its check of the acked offsets against the com
 one is off by one; faust-streaming issue 606): a record that an agent still holds, or
 that never reached an agent, is then lost at the next restart. Seen here: each single
 offset the Faust test app dropped unacked (the first, the fourth, the eighth of ten)
-was committed past, and never read again.
+was committed past, and never read again. Before the group's first commit of a
+partition, Faust checks nothing at all; the stream's consumer then counts from the
+first offset it read (:func:`start_offset`).
 
 Nor does it forget a commit that Kafka did not take. Faust books the offsets as
 committed, and drops their acks, whether or not the commit went through (a commit
@@ -69,7 +71,7 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-__all__ = ["BatchProducer", "StreamFaustApp", "recordless"]
+__all__ = ["BatchProducer", "StreamFaustApp", "recordless", "start_offset"]
 
 FAUST_FETCH_WAIT_MS = 1500
 """The longest wait of a fetch in Faust's own consumer."""
@@ -97,38 +99,62 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class _ReadOffsets(defaultdict[TP, int | None]):
-    """Faust's read offset of each partition, which also keeps the highest it ever had.
+    """Faust's read offset of each partition, which also keeps the first and the highest.
 
     Faust's fetch loop sets a partition's read offset as it hands each record to the
     agents; a seek sets it back (to the committed offset, after a rebalance or when
     the offset watch reads skipped records again). ``highest`` is the last offset
     handed on before any such seek: every offset up to it has been delivered once.
+    ``first`` is the first offset set since the partition was assigned: where its
+    reading began.
 
     >>> tp = TP("readings", 0)
     >>> offsets = _ReadOffsets()
+    >>> offsets[tp] = 40
     >>> offsets[tp] = 57
     >>> offsets.update({tp: 39})  # Faust's seek to the committed offset
-    >>> offsets[tp], offsets.highest[tp]
-    (39, 57)
+    >>> offsets[tp], offsets.first[tp], offsets.highest[tp]
+    (39, 40, 57)
     """
 
     def __init__(self) -> None:
         super().__init__(lambda: None)
+        self.first: dict[TP, int] = {}
         self.highest: dict[TP, int] = {}
 
     def __setitem__(self, tp: TP, offset: int | None) -> None:
         super().__setitem__(tp, offset)
-        if offset is not None and offset > self.highest.get(tp, -1):
-            self.highest[tp] = offset
+        if offset is not None:
+            self.first.setdefault(tp, offset)
+            if offset > self.highest.get(tp, -1):
+                self.highest[tp] = offset
 
     def __delitem__(self, tp: TP) -> None:
         super().__delitem__(tp)
-        self.highest.pop(tp, None)
+        self._forget(tp)
 
     def pop(self, tp: TP, *default: int | None) -> int | None:  # type: ignore[override]
         """Forget a partition (Faust: it was revoked)."""
-        self.highest.pop(tp, None)
+        self._forget(tp)
         return super().pop(tp, *default)
+
+    def _forget(self, tp: TP) -> None:
+        self.first.pop(tp, None)
+        self.highest.pop(tp, None)
+
+
+def start_offset(consumer: Any, tp: TP) -> int | None:
+    """The offset from which a partition's records must all be acked before a commit.
+
+    Its committed offset; before the group's first commit of the partition, the first
+    offset this consumer read of it (:class:`_ReadOffsets`); None before either.
+    Reads Faust's private consumer state; None from a consumer that keeps it otherwise.
+    """
+    committed: int | None = getattr(consumer, "_committed_offset", {}).get(tp)
+    if committed is not None:
+        return committed
+    first: dict[TP, int] = getattr(getattr(consumer, "_read_offset", None), "first", {})
+    return first.get(tp)
 
 
 class _Consumer(faust_aiokafka.Consumer):
@@ -140,18 +166,18 @@ class _Consumer(faust_aiokafka.Consumer):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def _new_offset(self, tp: TP) -> int | None:
-        """Faust's offset to commit, or None while an offset after the committed one is unacked.
+        """Faust's offset to commit; None while an offset from :func:`start_offset` is unacked.
 
         Offsets without a record (:func:`recordless`) need no ack; they join the acked
         ones once each (:meth:`_fold_gaps`) before Faust looks for its run of
         consecutive offsets.
         """
-        committed = self._committed_offset[tp]
+        start = start_offset(self, tp)
         acked = self._acked[tp]
-        if committed is not None and acked:
+        if start is not None and acked:
             gaps = self._gap[tp]
-            for offset in range(committed, min(acked)):
-                if not recordless(gaps, committed, offset):
+            for offset in range(start, min(acked)):
+                if not recordless(gaps, start, offset):
                     return None
         if acked:
             self._fold_gaps(tp, acked)
@@ -223,7 +249,7 @@ class _Consumer(faust_aiokafka.Consumer):
 
 
 def recordless(gaps: Any, committed: int, offset: int) -> bool:
-    """Whether Faust found no record at ``offset`` of a partition committed up to ``committed``.
+    """Whether Faust found no record at ``offset`` of a partition read from ``committed`` on.
 
     ``gaps`` is Faust's interval tree of the partition's offsets without records
     (deleted by retention or compaction), found when a fetch skips offsets. A gap
