@@ -39,10 +39,10 @@ Parts (``--part``; all by default):
   - the worker: the readings topic filled beforehand (keyed by gateway over its
     partitions, so that the worker reads them at different paces), then one worker
     started and timed from Faust's "Ready" to its last "batch written", every reading
-    checked in VictoriaMetrics. With
-    ``--profile-worker`` a second worker runs under cProfile (its main thread: the
-    agent, the pipeline, the sink; aiokafka's consumer has a thread of its own), and
-    where its time went is printed.
+    checked in VictoriaMetrics; and the CPU that VictoriaMetrics and Tansu spent
+    meanwhile, per reading. With ``--profile-worker`` a second worker runs under
+    cProfile (its main thread: the agent, the pipeline, the sink; aiokafka's consumer
+    has a thread of its own), and where its time went is printed.
 
 * ``e2e`` -- the whole path: fleet -> Mosquitto -> bridge -> Tansu -> worker ->
   VictoriaMetrics. The fleet is a child process (this script with ``--fleet-child``)
@@ -579,6 +579,7 @@ def stage_worker(
                 await producer.stop()
 
         asyncio.run(asyncio.wait_for(fill(), PHASE_TIMEOUT_S))
+        servers_before = {n: cpu_seconds(p) for n, p in server_pids().items()}
         with stream_worker(folder, name, kafka, url, registry, profile_path) as run:
             pid = run.process.pid
             cpu_before = cpu_seconds(pid)
@@ -593,13 +594,25 @@ def stage_worker(
             assert ready is not None
             last, counts = run.batches()[-1]
         landed = readings_in_vm(url, flush=True)
+        deadline = time.monotonic() + 10  # the last write was seen searchable late once
+        while landed < stages.readings and time.monotonic() < deadline:
+            time.sleep(0.5)
+            landed = readings_in_vm(url, flush=True)
+        # What the servers spent meanwhile: VictoriaMetrics storing the worker's points,
+        # Tansu serving its fetches and taking its routed records and changelogs.
+        servers_us = {
+            n: 1e6 * (cpu_seconds(p) - servers_before[n]) / stages.readings
+            for n, p in server_pids().items()
+        }
     seconds = last - ready
+    spent = ", ".join(f"{n} {us:,.1f} us" for n, us in servers_us.items())
     stages.add(
         "worker: Kafka topic filled beforehand -> VictoriaMetrics"
         + (", under cProfile" if profile else ""),
         f"{stages.readings / seconds:,.0f} readings/s",
         f"({stages.readings:,} readings in {seconds:.1f} s, {100 * cpu / seconds:.0f} % of a"
-        f" core; {counts.get('late', 0):,} late; {landed:,} in VictoriaMetrics)",
+        f" core; {counts.get('late', 0):,} late; {landed:,} in VictoriaMetrics; server CPU"
+        f" per reading: {spent})",
     )
     if profile_path is None or not profile_path.exists():
         return ""
