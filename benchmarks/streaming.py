@@ -336,10 +336,11 @@ def server_pids() -> dict[str, int]:
             text = stat.read_text()
         except OSError:  # gone meanwhile
             continue
+        if int(text[text.rindex(")") + 2 :].split()[1]) != os.getpid():  # its parent
+            continue
         name = text[text.index("(") + 1 : text.rindex(")")]
-        parent = int(text[text.rindex(")") + 2 :].split()[1])
         for server in SERVER_NAMES:
-            if parent == os.getpid() and name.startswith(server):
+            if name.startswith(server):
                 found[server] = int(stat.parent.name)
     return found
 
