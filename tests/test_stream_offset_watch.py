@@ -176,11 +176,11 @@ def test_offsets_kafka_did_not_take_are_committed_at_the_next_commit() -> None:
     async def flush() -> None:
         return None
 
-    consumer = object.__new__(_Consumer)  # Faust's own _commit_offsets, its Kafka call faked
-    consumer._committed_offset = defaultdict(lambda: None, {tp: 139})
-    consumer._acked = defaultdict(list, {tp: list(range(139, 211)), other: [5, 6]})
-    consumer._acked_index = defaultdict(set, {tp: set(range(139, 211)), other: {5, 6}})
-    consumer._gap = defaultdict(IntervalTree)
+    # Faust's own _commit_offsets, its Kafka call faked. ``other`` is a partition of a
+    # group that has committed nothing yet: read from 5 on.
+    consumer = bookkeeping(tp, 139, list(range(139, 211)))
+    consumer._acked[other], consumer._acked_index[other] = [5, 6], {5, 6}
+    consumer._read_offset[other] = 5
     warned: list[tuple[object, ...]] = []
     consumer.log = cast(
         Any, SimpleNamespace(dev=_quiet, info=_quiet, warning=lambda *a: warned.append(a))

@@ -226,17 +226,18 @@ class _Consumer(faust_aiokafka.Consumer):
         self, offsets: Mapping[TP, int], start_new_transaction: bool = True
     ) -> bool:
         """Faust's commit; offsets Kafka did not take stay acked, to be committed again."""
-        before = {tp: self._committed_offset[tp] for tp in offsets}
+        before = {tp: (self._committed_offset[tp], start_offset(self, tp)) for tp in offsets}
         if await super()._commit_offsets(offsets, start_new_transaction):
             return True
         assigned = self.assignment()
         kept = {tp: offset for tp, offset in offsets.items() if tp in assigned}
         for tp, offset in kept.items():
-            committed = before[tp]
+            committed, start = before[tp]
             self._committed_offset[tp] = committed
-            # _new_offset took [committed, offset) out of the acked offsets (the first
-            # commit of a partition: those from its lowest acked one; the last suffices)
-            start = offset - 1 if committed is None else committed
+            # _new_offset took [start, offset) out of the acked offsets (with no start
+            # known, those from its lowest acked one: the last suffices)
+            if start is None:
+                start = offset - 1
             index = self._acked_index[tp]
             back = [o for o in range(start, offset) if o not in index]
             index.update(back)
